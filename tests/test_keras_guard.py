@@ -1,0 +1,38 @@
+"""The package must select Keras 2 itself, and refuse clearly when it is too late to."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_import_selects_keras_2_and_tfrs_works():
+    result = _run(
+        "import tf_attnrec, os\n"
+        "import tensorflow as tf, tensorflow_recommenders as tfrs\n"
+        "assert os.environ['TF_USE_LEGACY_KERAS'] == '1'\n"
+        "print(tf.keras.__name__)\n"
+        "print(isinstance(tfrs.tasks.Retrieval(), tf.keras.layers.Layer))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split()
+    assert lines[0].startswith("tf_keras"), lines
+    assert lines[1] == "True"
+
+
+def test_import_after_keras_3_raises_actionable_error():
+    result = _run("import tensorflow as tf\nimport tf_attnrec\n")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError:"), result.stderr[-2000:]
+    assert "Keras 3" in last and "TF_USE_LEGACY_KERAS=1" in last
+    assert "Import tf_attnrec before TensorFlow" in last
