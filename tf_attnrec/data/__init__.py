@@ -1,1 +1,86 @@
-"""tf_attnrec.data"""
+"""tf_attnrec.data: readers, named datasets, vocabularies, splits and tf.data pipelines.
+
+Flow: files or `load_dataset(name)` -> interactions DataFrame -> `leave_one_out_split` /
+`temporal_split` (+ `Vocabulary`) -> `next_item_dataset` / `evaluation_dataset` /
+`ranking_examples_dataset`.
+"""
+
+from tf_attnrec.data.dataset import Dataset
+from tf_attnrec.data.datasets import DATA_DIR_ENV, list_datasets, load_dataset
+from tf_attnrec.data.downloads import (
+    CACHE_DIR_ENV,
+    DATASET_SOURCES,
+    ArchiveSource,
+    default_cache_dir,
+    download_file,
+    fetch_archive,
+)
+from tf_attnrec.data.errors import ChecksumMismatchError, DataFormatError, DownloadError
+from tf_attnrec.data.pipelines import (
+    evaluation_dataset,
+    next_item_dataset,
+    pad_sequences,
+    ranking_examples_dataset,
+    sample_negatives,
+)
+from tf_attnrec.data.readers import (
+    read_interactions,
+    read_movielens_1m,
+    read_movielens_100k,
+    read_movielens_movies,
+    read_movielens_ratings,
+    read_movielens_users,
+    read_sasrec_movielens_1m,
+    read_sasrec_txt,
+)
+from tf_attnrec.data.splits import (
+    EvaluationInputs,
+    SequenceSplit,
+    TemporalSplit,
+    group_sequences,
+    k_core_filter,
+    leave_one_out_split,
+    sort_chronologically,
+    temporal_split,
+)
+from tf_attnrec.data.vocabulary import OOV_ID, PAD_ID, Vocabulary
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "DATASET_SOURCES",
+    "DATA_DIR_ENV",
+    "ArchiveSource",
+    "ChecksumMismatchError",
+    "DataFormatError",
+    "Dataset",
+    "DownloadError",
+    "EvaluationInputs",
+    "OOV_ID",
+    "PAD_ID",
+    "SequenceSplit",
+    "TemporalSplit",
+    "Vocabulary",
+    "default_cache_dir",
+    "download_file",
+    "evaluation_dataset",
+    "fetch_archive",
+    "group_sequences",
+    "k_core_filter",
+    "leave_one_out_split",
+    "list_datasets",
+    "load_dataset",
+    "next_item_dataset",
+    "pad_sequences",
+    "ranking_examples_dataset",
+    "read_interactions",
+    "read_movielens_1m",
+    "read_movielens_100k",
+    "read_movielens_movies",
+    "read_movielens_ratings",
+    "read_movielens_users",
+    "read_sasrec_movielens_1m",
+    "read_sasrec_txt",
+    "sample_negatives",
+    "sort_chronologically",
+    "temporal_split",
+]

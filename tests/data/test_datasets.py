@@ -1,0 +1,176 @@
+"""Named datasets: local resolution, and the download path against a local HTTP server."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import http.server
+import pathlib
+import threading
+import zipfile
+
+import pytest
+
+from tf_attnrec.data.datasets import load_dataset
+from tf_attnrec.data.downloads import DATASET_SOURCES, ArchiveSource, fetch_archive
+from tf_attnrec.data.errors import ChecksumMismatchError, DownloadError
+
+ML1M_FILES = {
+    "ml-1m/ratings.dat": "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298709\n3::661::2::978297000\n",
+    "ml-1m/movies.dat": "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+    "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n",
+    "ml-1m/users.dat": "1::F::1::10::48067\n2::M::56::16::70072\n3::M::25::15::55117\n",
+    "ml-1m/README": "SUMMARY\n",
+}
+ML100K_FILES = {
+    "ml-100k/u.data": "196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t302\t1\t878887116\n",
+    "ml-100k/u.item": "242|Kolya (1996)|24-Jan-1997||http://us.imdb.com/M/title-exact?Kolya%20(1996)|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+    "302|L.A. Confidential (1997)|01-Jan-1997||http://us.imdb.com/M/title-exact?L%2EA%2E+Confidential+(1997)|0|0|0|0|0|0|1|0|0|0|1|0|0|1|0|0|1|0|0\n",
+    "ml-100k/u.user": "186|39|F|executive|00000\n196|49|M|writer|55105\n",
+    "ml-100k/u.genre": "".join(f"{name}|{i}\n" for i, name in enumerate(
+        ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+         "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+         "Thriller", "War", "Western"])) + "\n",
+}  # fmt: skip
+
+
+def _zip(path: pathlib.Path, files: dict) -> str:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(name, text.encode("ISO-8859-1"))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _CountingHandler(http.server.SimpleHTTPRequestHandler):
+    requests: list = []
+
+    def do_GET(self):  # noqa: N802 (http.server naming)
+        self.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Serves GroupLens-layout zips from a temp folder on 127.0.0.1; yields (base_url, folder, log)."""
+    folder = tmp_path_factory.mktemp("grouplens")
+    log: list = []
+    handler = functools.partial(type("Handler", (_CountingHandler,), {"requests": log}), directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", folder, log
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def ml1m_zip(server):
+    base, folder, _ = server
+    sha = _zip(folder / "ml-1m.zip", ML1M_FILES)
+    return dataclasses.replace(DATASET_SOURCES["ml-1m"], url=f"{base}/ml-1m.zip", sha256=sha, size=(folder / "ml-1m.zip").stat().st_size)
+
+
+def _leftovers(cache: pathlib.Path) -> list:
+    return sorted(p.name for p in cache.rglob("*")) if cache.exists() else []
+
+
+def test_download_over_http_verifies_caches_and_reuses(server, ml1m_zip, tmp_path):
+    _, _, log = server
+    cache = tmp_path / "cache"
+    before = len(log)
+    data = load_dataset("ml-1m", data_dir=tmp_path / "nothing-here", cache_dir=cache, source=ml1m_zip)
+    assert len(log) == before + 1
+    assert (data.num_users, data.num_items, data.num_interactions) == (3, 2, 4)
+    assert data.items.set_index("item_id").loc[1193, "year"] == 1975
+    assert data.users["gender"].tolist() == ["F", "M", "M"]
+    assert (cache / "ml-1m.zip").is_file() and (cache / "ml-1m" / "ratings.dat").is_file()
+    assert not [name for name in _leftovers(cache) if name.startswith(".")]  # no temp files
+    again = load_dataset("ml-1m", cache_dir=cache, source=ml1m_zip)
+    assert len(log) == before + 1  # served from the cache, no second request
+    assert again.num_interactions == 4
+
+
+def test_checksum_mismatch_deletes_the_file_and_raises(server, ml1m_zip, tmp_path):
+    cache = tmp_path / "cache"
+    wrong = dataclasses.replace(ml1m_zip, sha256="0" * 64)
+    with pytest.raises(ChecksumMismatchError, match=r"sha256 [0-9a-f]{64} does not match the expected 0{64}\. The file was deleted"):
+        load_dataset("ml-1m", cache_dir=cache, source=wrong)
+    assert _leftovers(cache) == []
+    short = dataclasses.replace(ml1m_zip, size=ml1m_zip.size + 1)
+    with pytest.raises(ChecksumMismatchError, match=rf"downloaded {ml1m_zip.size:,} bytes, expected {ml1m_zip.size + 1:,}"):
+        fetch_archive("ml-1m", cache, short)
+    assert _leftovers(cache) == []
+
+
+def test_corrupt_cached_archive_is_replaced(server, ml1m_zip, tmp_path):
+    _, _, log = server
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "ml-1m.zip").write_bytes(b"truncated download")
+    before = len(log)
+    folder = fetch_archive("ml-1m", cache, ml1m_zip)
+    assert len(log) == before + 1
+    assert hashlib.sha256((cache / "ml-1m.zip").read_bytes()).hexdigest() == ml1m_zip.sha256
+    assert (folder / "users.dat").read_text() == ML1M_FILES["ml-1m/users.dat"]
+
+
+def test_file_url_and_cache_env_var(tmp_path, monkeypatch):
+    archive = tmp_path / "ml-100k.zip"
+    sha = _zip(archive, ML100K_FILES)
+    cache = tmp_path / "env-cache"
+    monkeypatch.setenv("TF_ATTNREC_CACHE_DIR", str(cache))
+    monkeypatch.delenv("TF_ATTNREC_DATA_DIR", raising=False)
+    source = dataclasses.replace(DATASET_SOURCES["ml-100k"], url=archive.as_uri(), sha256=sha, size=None)
+    data = load_dataset("ml-100k", source=source)
+    assert (data.num_users, data.num_items, data.num_interactions) == (2, 2, 3)
+    assert data.items.set_index("item_id").loc[302, "genres"] == ("Crime", "Film-Noir", "Mystery", "Thriller")
+    assert (cache / "ml-100k" / "u.data").is_file()
+
+
+def test_archive_without_grouplens_layout_is_rejected(server, tmp_path):
+    base, folder, _ = server
+    sha = _zip(folder / "flat.zip", {"ratings.dat": ML1M_FILES["ml-1m/ratings.dat"]})
+    source = dataclasses.replace(DATASET_SOURCES["ml-1m"], url=f"{base}/flat.zip", sha256=sha, size=None)
+    with pytest.raises(DownloadError, match=r"lacks \['ml-1m/ratings.dat', 'ml-1m/movies.dat', 'ml-1m/users.dat'\]"):
+        fetch_archive("ml-1m", tmp_path / "cache", source)
+    assert not (tmp_path / "cache" / "ml-1m").exists()
+
+
+def test_unreachable_url_is_a_clear_error(server, tmp_path):
+    base, _, _ = server
+    source = dataclasses.replace(DATASET_SOURCES["ml-1m"], url=f"{base}/missing.zip")
+    with pytest.raises(DownloadError, match=r"Could not download http://127\.0\.0\.1:\d+/missing\.zip.*data_dir"):
+        fetch_archive("ml-1m", tmp_path / "cache", source)
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_no_local_copy_and_no_download(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download=False"):
+        load_dataset("ml-100k", data_dir=tmp_path, cache_dir=tmp_path / "cache", download=False)
+    with pytest.raises(FileNotFoundError, match="SASRec form is not hosted by GroupLens"):
+        load_dataset("ml-1m", data_dir=tmp_path, form="sasrec")
+    with pytest.raises(ValueError, match=r"Unknown dataset 'ml-20m'; available: \['ml-100k', 'ml-1m'\]"):
+        load_dataset("ml-20m")
+
+
+def test_local_data_dir_argument_and_env_var(shared_data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_ATTNREC_DATA_DIR", str(shared_data_dir))
+    ml100k = load_dataset("ml-100k", cache_dir=tmp_path, download=False)
+    assert (ml100k.num_users, ml100k.num_items, ml100k.num_interactions) == (943, 1682, 100_000)
+    assert ml100k.source == str(shared_data_dir / "ml-100k")
+    ml1m = load_dataset("ml-1m", data_dir=shared_data_dir, download=False)  # argument wins
+    assert (ml1m.num_users, ml1m.num_items, ml1m.num_interactions) == (6040, 3416, 999_611)
+    assert ml1m.items is not None and ml1m.users is not None
+    assert _leftovers(tmp_path) == []  # nothing was downloaded or cached
+
+
+def test_published_sources_point_at_grouplens():
+    for name, source in DATASET_SOURCES.items():
+        assert source.url == f"https://files.grouplens.org/datasets/movielens/{name}.zip"
+        assert len(source.sha256) == 64 and int(source.sha256, 16) >= 0
+        assert source.size > 1_000_000
