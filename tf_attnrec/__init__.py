@@ -4,10 +4,27 @@ Importing this package selects Keras 2 (`tf-keras`) for `tf.keras`, because Tens
 Recommenders does not support Keras 3. Import it before TensorFlow.
 """
 
-from tf_attnrec._keras_guard import ensure_legacy_keras as _ensure_legacy_keras
+import os as _os
+
+# TensorFlow's C++ start-up chatter (CUDA probing, CPU features) is noise for CLI and notebook
+# users; a value the user set wins.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tf_attnrec._keras_guard import ensure_legacy_keras as _ensure_legacy_keras  # noqa: E402
 
 _ensure_legacy_keras()
 
+from tf_attnrec.models.registry import create_model, list_models  # noqa: E402
+from tf_attnrec.models.saving import load_model, save_model  # noqa: E402
+from tf_attnrec.training import evaluate_sequential, train_sequential  # noqa: E402
 from tf_attnrec.version import __version__  # noqa: E402
 
-__all__ = ["__version__"]
+__all__ = [
+    "__version__",
+    "create_model",
+    "evaluate_sequential",
+    "list_models",
+    "load_model",
+    "save_model",
+    "train_sequential",
+]

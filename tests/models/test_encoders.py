@@ -1,0 +1,54 @@
+"""Encoder-level guarantees at model level: causality and padding invariance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.models.conftest import MAX_LENGTH, VOCAB_SIZE
+from tf_attnrec.models.registry import create_model
+
+PER_POSITION = {"sasrec": {"hidden_dim": 8, "num_blocks": 2}, "mean_pooling": {"embedding_dim": 8}}
+QUERY_ONLY = {
+    "lstm_attention": {"embedding_dim": 8, "units": 8},
+    "attention_pooling": {"embedding_dim": 8},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PER_POSITION))
+def test_states_at_t_ignore_later_items(name):
+    model = create_model(name, vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, **PER_POSITION[name])
+    history = np.array([[0, 0, 5, 6, 7, 8, 9, 10]], np.int32)
+    changed = history.copy()
+    cut = 5  # positions 0..5 keep their items, 6.. change
+    changed[0, cut + 1 :] = [20, 21]
+    before = model.encoder.encode_sequence(history, training=False).numpy()
+    after = model.encoder.encode_sequence(changed, training=False).numpy()
+    np.testing.assert_allclose(after[0, : cut + 1], before[0, : cut + 1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(after[0, cut + 1 :], before[0, cut + 1 :]), "later states must change"
+    # The query is the last position's state.
+    np.testing.assert_allclose(model(history).numpy(), before[:, -1], rtol=1e-5, atol=1e-6)
+    assert (before[0, :2] == 0).all(), "padded positions output zeros"
+
+
+@pytest.mark.parametrize("name", sorted({**PER_POSITION, **QUERY_ONLY}))
+def test_padding_and_truncation_do_not_change_scores(name):
+    config = {**PER_POSITION, **QUERY_ONLY}[name]
+    model = create_model(name, vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, **config)
+    short = np.array([[0, 0, 0, 0, 0, 4, 5, 6]], np.int32)
+    scores = model.score(short).numpy()
+    # A longer input keeps only the most recent MAX_LENGTH items.
+    longer = np.concatenate([[[9, 9, 9]], short], axis=1).astype(np.int32)
+    np.testing.assert_allclose(model.score(longer).numpy(), scores, rtol=1e-5, atol=1e-5)
+    # A different (real) history changes the scores, so the check above can fail.
+    other = np.array([[0, 0, 0, 0, 0, 7, 8, 3]], np.int32)
+    assert not np.allclose(model.score(other).numpy(), scores)
+
+
+def test_encoder_rejects_bad_input():
+    model = create_model("sasrec", vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, hidden_dim=8)
+    with pytest.raises(ValueError, match=r"\[batch, length\]"):
+        model.encoder(tf.zeros([2, 3, 4], tf.int32))
+    with pytest.raises(ValueError, match="vocab_size"):
+        create_model("sasrec", vocab_size=2)

@@ -1,0 +1,143 @@
+"""Every zoo model builds, round-trips its config, and trains a step with every loss."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from tests.models.conftest import MAX_LENGTH, VOCAB_SIZE
+from tf_attnrec.data.pipelines import next_item_dataset
+from tf_attnrec.models.popularity import PopularityModel
+from tf_attnrec.models.registry import (
+    create_model,
+    default_training_config,
+    get_model_spec,
+    list_models,
+)
+from tf_attnrec.models.sequential_retrieval import LOSSES, SequentialRetrievalModel
+from tf_attnrec.training import train_sequential
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+NEURAL_MODELS = ["sasrec", "lstm_attention", "attention_pooling", "mean_pooling"]
+SMALL = {
+    "sasrec": {"hidden_dim": 8},
+    "lstm_attention": {"embedding_dim": 8, "units": 8},
+    "attention_pooling": {"embedding_dim": 8},
+    "mean_pooling": {"embedding_dim": 8},
+    "popularity": {},
+}
+
+
+def test_registry_lists_the_zoo():
+    assert set(list_models()) >= {*NEURAL_MODELS, "popularity"}
+
+
+def test_unknown_name_and_key_are_explained():
+    with pytest.raises(KeyError, match="registered models"):
+        create_model("no_such_model", vocab_size=VOCAB_SIZE)
+    with pytest.raises(ValueError, match="hidden_size"):
+        create_model("sasrec", vocab_size=VOCAB_SIZE, hidden_size=8)
+
+
+@pytest.mark.parametrize("name", NEURAL_MODELS + ["popularity"])
+def test_builds_scores_and_config_round_trips(name):
+    model = create_model(name, vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, **SMALL[name])
+    history = tf.constant([[0, 0, 0, 5, 6, 7, 8, 9], [0] * 7 + [3]], tf.int32)
+    scores = model.score(history).numpy()
+    assert scores.shape == (2, VOCAB_SIZE)
+    assert np.isfinite(scores).all()
+    assert (scores[:, :2] < scores[:, 2:].min()).all(), "rows 0/1 must never be recommended"
+    config = model.get_config()
+    clone = type(model).from_config(config)
+    assert clone.get_config() == config
+    clone.score(history)
+    if isinstance(model, SequentialRetrievalModel):
+        assert clone.encoder.get_config() == model.encoder.get_config()
+        # Same architecture: weights transfer one to one and give the same scores.
+        clone.set_weights(model.get_weights())
+        np.testing.assert_allclose(clone.score(history).numpy(), scores, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NEURAL_MODELS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_fit_one_step_every_loss(name, loss, sequences):
+    model = create_model(
+        name, vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, loss=loss, **SMALL[name]
+    )
+    model.adapt(sequences)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+    dataset = next_item_dataset(sequences, MAX_LENGTH, batch_size=8, seed=0)
+    model.score(tf.zeros([1, MAX_LENGTH], tf.int32))  # build the weights
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    history = model.fit(dataset.take(1), verbose=0)
+    loss_value = history.history["loss"][0]
+    assert np.isfinite(loss_value) and loss_value > 0
+    changed = [not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_weights)]
+    assert any(changed), "a training step must update the weights"
+
+
+def test_softmax_loss_matches_manual_cross_entropy(sequences):
+    model = create_model("mean_pooling", vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH,
+                         embedding_dim=8, dropout=0.0)
+    batch = next(iter(next_item_dataset(sequences, MAX_LENGTH, batch_size=16, shuffle=False)))
+    loss = float(model.compute_loss(batch, training=False))
+    states = model.encoder.encode_sequence(batch["history"]).numpy()
+    table = model.item_embeddings.numpy()
+    targets = batch["targets"].numpy()
+    picked = targets > 0
+    logits = states[picked] @ table[2:].T
+    logits -= logits.max(axis=1, keepdims=True)
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    expected = -log_softmax[np.arange(picked.sum()), targets[picked] - 2].mean()
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
+
+
+def test_sampled_losses_need_item_counts(sequences):
+    model = create_model("mean_pooling", vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH,
+                         loss="in_batch", embedding_dim=8)
+    batch = next(iter(next_item_dataset(sequences, MAX_LENGTH, batch_size=8)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="model.adapt"):
+        model.compute_loss(batch, training=True)
+
+
+def test_prefix_sampling_cuts_real_prefixes():
+    model = create_model("attention_pooling", vocab_size=VOCAB_SIZE, max_length=6,
+                         prefixes_per_sequence=20, embedding_dim=8)
+    history = tf.constant([[0, 0, 2, 3, 4, 5], [0, 0, 0, 0, 0, 0], [6, 7, 8, 9, 10, 11]])
+    targets = tf.constant([[0, 0, 3, 4, 5, 12], [0, 0, 0, 0, 0, 0], [7, 8, 9, 10, 11, 13]])
+    prefixes, prefix_targets = model._sample_prefixes(history, targets)
+    prefixes, prefix_targets = prefixes.numpy(), prefix_targets.numpy()
+    assert prefixes.shape == (40, 6)  # the row without targets is left out
+    full = {0: [2, 3, 4, 5, 12], 2: [6, 7, 8, 9, 10, 11, 13]}
+    for prefix, target in zip(prefixes, prefix_targets):
+        items = prefix[prefix > 0].tolist()
+        assert (prefix[: 6 - len(items)] == 0).all(), "prefixes stay left-padded"
+        sequence = full[0] if items[0] == 2 else full[2]
+        assert sequence[: len(items) + 1] == items + [target]
+
+
+@pytest.mark.parametrize("name", NEURAL_MODELS + ["popularity"])
+def test_zoo_card_config_builds(name):
+    path = REPO_ROOT / "models" / name / "config.yaml"
+    card = yaml.safe_load(path.read_text())
+    assert card["model"] == name
+    model = create_model(name, vocab_size=VOCAB_SIZE, **card.get("model_config", {}))
+    assert model.get_config()
+    training = card.get("training", {})
+    unknown = set(training) - set(train_sequential.__kwdefaults__)
+    assert not unknown, f"{path}: unknown training keys {unknown}"
+    if name != "popularity":
+        assert default_training_config(name)
+    assert get_model_spec(name).description
+
+
+def test_popularity_ranks_by_count():
+    model = create_model("popularity", vocab_size=6)
+    assert isinstance(model, PopularityModel)
+    model.adapt([np.array([2, 3, 3, 4, 4, 4])])
+    ranking = np.argsort(-model.score(tf.zeros([1, 3], tf.int32)).numpy()[0])
+    assert ranking[:3].tolist() == [4, 3, 2]

@@ -1,0 +1,204 @@
+"""`tf-attnrec` end to end on real MovieLens-100K with a tiny SASRec (in-process `main`)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from tf_attnrec import cli
+from tf_attnrec.data import load_dataset
+from tf_attnrec.models.registry import default_training_config, list_models
+from tf_attnrec.models.saving import load_model
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--epochs", "1", "--eval-every", "1", "--max-length", "20", "--set", "hidden_dim=16",
+        "--set", "num_blocks=1", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def ml100k_dir(shared_data_dir) -> pathlib.Path:
+    return shared_data_dir / "ml-100k"
+
+
+@pytest.fixture(scope="module")
+def trained_run(ml100k_dir, tmp_path_factory):
+    """(run_dir, printed stdout) of one tiny `train` run."""
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = cli.main(["train", "--dataset", "ml-100k", "--data-dir", str(ml100k_dir),
+                           "--output", str(run_dir), *TINY])
+    assert status == 0, out.getvalue()
+    return run_dir, out.getvalue()
+
+
+def _run(argv, capsys) -> tuple[int, str, str]:
+    status = cli.main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_train_saves_a_complete_run_and_prints_test_metrics(trained_run, ml100k_dir):
+    run_dir, printed = trained_run
+    for name in ("config.yaml", "items.json", "metrics.json", "model_config.json", "vocabulary.json",
+                 "history.csv", "weights/model.index"):
+        assert (run_dir / name).is_file(), name
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert (config["model"], config["dataset"]) == ("sasrec", "ml-100k")
+    assert pathlib.Path(config["data_dir"]) == ml100k_dir.resolve()
+    assert config["model_config"]["hidden_dim"] == 16 and config["model_config"]["max_length"] == 20
+    assert config["training"]["epochs"] == 1
+
+    test = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert test["protocol"] == "full" and test["num_users"] == 943
+    assert 0.0 <= test["ndcg@10"] <= test["hr@10"] <= test["hr@20"] <= 1.0
+    assert 0.0 < test["coverage@10"] <= test["coverage@20"] <= 1.0
+    # The printed table shows the saved numbers; Keras' progress bar ran (943 users / 128).
+    assert "test (full catalogue" in printed and f"{test['ndcg@10']:.4f}" in printed
+    assert f"{test['coverage@10']:.4f}" in printed
+    assert "8/8 [" in printed and "val_ndcg@10" in printed
+    # The saved model is the trained one: same shapes as the requested tiny config.
+    model, vocabulary, _ = load_model(run_dir)
+    assert model.encoder.hidden_dim == 16 and vocabulary.num_items == 1682
+
+
+def test_evaluate_rebuilds_the_split_and_reproduces_the_test_metrics(trained_run, tmp_path, capsys):
+    run_dir, _ = trained_run
+    output = tmp_path / "eval.json"
+    status, out, _ = _run(["evaluate", str(run_dir), "--output", str(output)], capsys)
+    assert status == 0
+    saved = json.loads((run_dir / "metrics.json").read_text())["test"]
+    again = json.loads(output.read_text())
+    for key in ("hr@10", "ndcg@10", "mrr", "coverage@10", "num_users"):
+        assert again[key] == pytest.approx(saved[key], abs=1e-6), key
+    assert f"{saved['hr@10']:.4f}" in out
+
+
+def test_evaluate_sampled_protocol_is_labelled_and_never_below_full(trained_run, tmp_path, capsys):
+    run_dir, _ = trained_run
+    output = tmp_path / "sampled.json"
+    status, out, _ = _run(["evaluate", str(run_dir), "--protocol", "sampled", "--ks", "10",
+                           "--output", str(output)], capsys)
+    assert status == 0 and "100 sampled negatives" in out
+    sampled = json.loads(output.read_text())
+    full = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert sampled["protocol"] == "sampled-100"
+    # 100 negatives are a subset of the full catalogue: the target can only rank higher.
+    assert sampled["sampled100_hr@10"] >= full["hr@10"]
+    assert sampled["sampled100_hr@10"] > 0
+
+
+def test_recommend_returns_the_models_top_unseen_items_with_titles(trained_run, ml100k_dir, capsys):
+    run_dir, _ = trained_run
+    status, out, _ = _run(["recommend", str(run_dir), "--history", "1, 50,181", "-k", "5",
+                           "--format", "json"], capsys)
+    assert status == 0
+    result = json.loads(out)
+    assert result["history"] == [1, 50, 181]
+    recommended = [row["item_id"] for row in result["recommendations"]]
+    assert len(recommended) == 5 and not {1, 50, 181} & set(recommended)
+
+    model, vocabulary, _ = load_model(run_dir)
+    history = vocabulary.lookup([1, 50, 181])
+    scores = model.score(np.pad(history, (20 - 3, 0))[None, :].astype(np.int32)).numpy()[0]
+    scores[history] = -np.inf
+    expected = vocabulary.raw_ids(np.argsort(-scores, kind="stable")[:5]).tolist()
+    assert recommended == expected
+    titles = load_dataset("ml-100k", data_dir=ml100k_dir).items.set_index("item_id")["title"]
+    assert [row["title"] for row in result["recommendations"]] == [titles[i] for i in expected]
+
+    status, out, _ = _run(["recommend", str(run_dir), "--history", "1,50,181", "-k", "3"], capsys)
+    assert status == 0 and "Toy Story (1995)" in out and titles[expected[0]] in out
+
+
+def test_recommend_warns_about_unknown_ids_and_fails_without_known_ones(trained_run, capsys):
+    run_dir, _ = trained_run
+    status, out, err = _run(["recommend", str(run_dir), "--history", "1,999999,abc", "-k", "2",
+                             "--format", "json"], capsys)
+    assert status == 0 and "999999, abc" in err and "warning" in err
+    assert json.loads(out)["history"] == [1]
+    status, _, err = _run(["recommend", str(run_dir), "--history", "999999"], capsys)
+    assert status == 1 and "none of the --history ids" in err and len(err.strip().splitlines()) == 1
+
+
+def test_list_models_names_every_zoo_model(capsys):
+    status, out, _ = _run(["list-models"], capsys)
+    assert status == 0
+    assert [line.split()[0] for line in out.strip().splitlines()] == list_models()
+
+
+def test_train_defaults_to_the_zoo_config_then_registry_defaults(monkeypatch):
+    parser = cli.build_parser()
+    config = cli.resolve_train_config(parser.parse_args(["train", "--dataset", "ml-1m"]))
+    zoo = yaml.safe_load((pathlib.Path(cli.__file__).parents[1] / "models/sasrec/config.yaml").read_text())
+    assert config["model"] == "sasrec" and config["data_dir"] is None
+    assert config["model_config"] == zoo["model_config"] and config["training"] == zoo["training"]
+
+    monkeypatch.setattr(cli, "zoo_config_path", lambda model: None)  # installed without models/
+    config = cli.resolve_train_config(
+        parser.parse_args(["train", "--dataset", "ml-1m", "--epochs", "3", "--set", "loss=bce"]))
+    assert config["model_config"] == {"loss": "bce"}
+    assert config["training"] == {**default_training_config("sasrec"), "epochs": 3}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "{tmp}/missing"], "not found"),
+    (["recommend", "{tmp}/missing", "--history", "1"], "not found"),
+    (["train", "--model", "nope", "--dataset", "ml-100k"], "unknown model 'nope'"),
+    (["train", "--dataset", "ml-100k", "--set", "hidden_dim"], "KEY=VALUE"),
+    (["train", "--config", "{tmp}/missing.yaml", "--dataset", "ml-100k"], "missing.yaml not found"),
+    (["train", "--config", "{tmp}/bad.yaml"], "unknown training keys ['epoch']"),
+    (["train", "--dataset", "ml-100k", "--data-dir", "{data}", "--set", "hidden_size=8",
+      "--output", "{tmp}/run"], "unknown config keys ['hidden_size']"),
+    (["train", "--dataset", "ml-10m"], "Unknown dataset 'ml-10m'"),
+])
+def test_user_errors_print_one_line_and_exit_1(argv, message, tmp_path, ml100k_dir, capsys):
+    (tmp_path / "bad.yaml").write_text("model: sasrec\ndataset: ml-100k\ntraining: {epoch: 3}\n")
+    argv = [a.format(tmp=tmp_path, data=ml100k_dir) for a in argv]
+    status, _, err = _run(argv, capsys)
+    assert status == 1
+    assert len(err.strip().splitlines()) == 1 and err.startswith("tf-attnrec ")
+    assert message in err and "Traceback" not in err
+
+
+def test_train_refuses_to_overwrite_a_run(trained_run, ml100k_dir, capsys):
+    run_dir, _ = trained_run
+    status, _, err = _run(["train", "--dataset", "ml-100k", "--data-dir", str(ml100k_dir),
+                           "--output", str(run_dir), *TINY], capsys)
+    assert status == 1 and "already holds a trained model" in err
+
+
+def test_bad_flags_exit_2_with_usage(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--epochs", "zero"])
+    assert exit_info.value.code == 2
+    assert "--epochs: expected a positive integer, got 'zero'" in capsys.readouterr().err
+
+
+def test_console_script_reports_a_malformed_file_without_traceback(tmp_path):
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    (folder / "u.data").write_text("196\t242\t3\t881250949\n186\tabc\t3\t891717742\n")
+    script = shutil.which("tf-attnrec")
+    command = [script] if script else [sys.executable, "-m", "tf_attnrec.cli"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [*command, "train", "--dataset", "ml-100k", "--data-dir", str(tmp_path), "--no-download",
+         "--output", str(tmp_path / "run")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("tf-attnrec train: error:") and "u.data" in last and "line 2" in last

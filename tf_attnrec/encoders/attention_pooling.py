@@ -1,0 +1,103 @@
+"""The simplest attention recommender: the last item attends over the history."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import tensorflow as tf
+
+from tf_attnrec.encoders.base import SequenceEncoder
+from tf_attnrec.layers.embeddings import ItemSequenceEmbedding
+from tf_attnrec.layers.pooling import AttentionPooling
+
+
+@tf.keras.utils.register_keras_serializable(package="tf_attnrec")
+class AttentionPoolingEncoder(SequenceEncoder):
+    """Query = most recent item; additive attention pools the history; linear merge.
+
+    `pooled = AttentionPooling(values=history embeddings, query=last item embedding)` and the
+    query vector is `W [pooled; last]` (bias-free), a STAMP-like short-term/long-term mix.
+    Without per-position states, the retrieval head trains it on randomly cut prefixes.
+
+    Args:
+        vocab_size: Rows of the item table (`num_items + 2`).
+        max_length: Longest history read.
+        embedding_dim: Item embedding size `D` (= query size).
+        attention_units: Hidden size of the additive attention (default `D`).
+        position: Position embeddings added to the history ("learned", "sinusoidal", None).
+        dropout: Dropout on the embeddings.
+        **kwargs: Standard `tf.keras.layers.Layer` arguments.
+
+    Call arguments:
+        history: int `[B, L]` item ids, left-padded with 0, most recent last.
+        training: Python bool, enables dropout.
+
+    Returns:
+        `[B, embedding_dim]` query vectors.
+
+    Example:
+        >>> encoder = AttentionPoolingEncoder(vocab_size=12, max_length=5, embedding_dim=8)
+        >>> encoder(tf.constant([[0, 0, 4, 5, 6]])).shape
+        TensorShape([1, 8])
+    """
+
+    supports_all_positions = False
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_length: int = 50,
+        embedding_dim: int = 64,
+        attention_units: Optional[int] = None,
+        position: Optional[str] = "learned",
+        dropout: float = 0.2,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(vocab_size, max_length, **kwargs)
+        self.embedding_dim = embedding_dim
+        self.attention_units = attention_units
+        self.position = position
+        self.dropout = float(dropout)
+        self.embedding = ItemSequenceEmbedding(
+            vocab_size,
+            embedding_dim,
+            max_length,
+            position=position,
+            dropout=self.dropout,
+            scale=False,
+            name="item_sequence_embedding",
+        )
+        self.pooling = AttentionPooling(
+            hidden_units=attention_units, use_query=True, name="attention_pooling"
+        )
+        self.output_projection = tf.keras.layers.Dense(
+            embedding_dim, use_bias=False, name="output_projection"
+        )
+
+    @property
+    def item_embeddings(self) -> tf.Variable:
+        return self.embedding.item_embeddings.embeddings
+
+    @property
+    def output_dim(self) -> int:
+        return self.embedding_dim
+
+    def call(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        history = self._prepare(history)
+        mask = tf.not_equal(history, 0)
+        x = self.embedding(history, training=training)
+        last = x[:, -1, :]  # left padding: the last position is the most recent item
+        pooled = self.pooling(x, query=last, mask=mask)
+        return self.output_projection(tf.concat([pooled, last], axis=-1))
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "embedding_dim": self.embedding_dim,
+                "attention_units": self.attention_units,
+                "position": self.position,
+                "dropout": self.dropout,
+            }
+        )
+        return config

@@ -1,0 +1,115 @@
+"""NARM-style encoder: an LSTM/GRU over the item history plus attention over its states."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import tensorflow as tf
+
+from tf_attnrec.encoders.base import SequenceEncoder
+from tf_attnrec.layers.embeddings import ItemSequenceEmbedding
+from tf_attnrec.layers.recurrent import RecurrentAttentionEncoder
+
+
+@tf.keras.utils.register_keras_serializable(package="tf_attnrec")
+class RecurrentAttentionSequenceEncoder(SequenceEncoder):
+    """Item embeddings -> `RecurrentAttentionEncoder` (NARM) -> linear map to the item space.
+
+    NARM (Li et al., 2017) scores item `i` as `emb_i^T B [global; local]`; the bias-free
+    `output_projection` is that bilinear `B`, so the query lives in the item-embedding space
+    and the item table is shared between input and output.
+
+    The encoder summarises a whole history into one vector (it has no per-position states),
+    so the retrieval head trains it on randomly cut prefixes of each training sequence.
+
+    Args:
+        vocab_size: Rows of the item table (`num_items + 2`).
+        max_length: Longest history the RNN reads.
+        embedding_dim: Item embedding size `D` (= query size).
+        units: RNN hidden size.
+        cell: "lstm" or "gru".
+        attention_units: Hidden size of the additive attention (default `units`).
+        dropout: Dropout on embeddings, RNN inputs and the encoding.
+        **kwargs: Standard `tf.keras.layers.Layer` arguments.
+
+    Call arguments:
+        history: int `[B, L]` item ids, left-padded with 0, most recent last.
+        training: Python bool, enables dropout.
+
+    Returns:
+        `[B, embedding_dim]` query vectors.
+
+    Example:
+        >>> encoder = RecurrentAttentionSequenceEncoder(vocab_size=12, max_length=5,
+        ...                                            embedding_dim=8, units=8, cell="gru")
+        >>> encoder(tf.constant([[0, 0, 4, 5, 6]])).shape
+        TensorShape([1, 8])
+    """
+
+    supports_all_positions = False
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_length: int = 50,
+        embedding_dim: int = 64,
+        units: int = 64,
+        cell: str = "lstm",
+        attention_units: Optional[int] = None,
+        dropout: float = 0.2,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(vocab_size, max_length, **kwargs)
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.cell = cell
+        self.attention_units = attention_units
+        self.dropout = float(dropout)
+        self.embedding = ItemSequenceEmbedding(
+            vocab_size,
+            embedding_dim,
+            max_length,
+            position=None,
+            dropout=self.dropout,
+            scale=False,
+            name="item_sequence_embedding",
+        )
+        self.recurrent = RecurrentAttentionEncoder(
+            units,
+            cell=cell,
+            attention_units=attention_units,
+            dropout=self.dropout,
+            output="concat",
+            name="recurrent_attention",
+        )
+        self.output_projection = tf.keras.layers.Dense(
+            embedding_dim, use_bias=False, name="output_projection"
+        )
+
+    @property
+    def item_embeddings(self) -> tf.Variable:
+        return self.embedding.item_embeddings.embeddings
+
+    @property
+    def output_dim(self) -> int:
+        return self.embedding_dim
+
+    def call(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        history = self._prepare(history)
+        mask = tf.not_equal(history, 0)
+        x = self.embedding(history, training=training)
+        encoding = self.recurrent(x, mask=mask, training=training)
+        return self.output_projection(encoding)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "embedding_dim": self.embedding_dim,
+                "units": self.units,
+                "cell": self.cell,
+                "attention_units": self.attention_units,
+                "dropout": self.dropout,
+            }
+        )
+        return config

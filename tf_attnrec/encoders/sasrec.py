@@ -1,0 +1,156 @@
+"""SASRec: causal self-attention over the item sequence (Kang & McAuley, 2018)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import tensorflow as tf
+
+from tf_attnrec.encoders.base import SequenceEncoder
+from tf_attnrec.layers.embeddings import ItemSequenceEmbedding
+from tf_attnrec.layers.transformer import TransformerBlock
+
+
+@tf.keras.utils.register_keras_serializable(package="tf_attnrec")
+class SASRecEncoder(SequenceEncoder):
+    """Item + position embeddings, `num_blocks` causal Transformer blocks, final LayerNorm.
+
+    The state at position `t` attends only to positions `<= t`, so every position of a
+    training sequence is a next-item target in one forward pass. Padded positions output
+    zeros. The item table (`item_embeddings`) is shared with the output layer.
+
+    Args:
+        vocab_size: Rows of the item table (`num_items + 2`).
+        max_length: Longest history (learned position embeddings have this many rows).
+        hidden_dim: Embedding / model width `D`.
+        num_blocks: Number of Transformer blocks.
+        num_heads: Attention heads per block.
+        ff_dim: Feed-forward width (default `hidden_dim`, as in SASRec).
+        ff_activation: Feed-forward activation ("relu" in SASRec, "gelu" ...).
+        dropout: Dropout on embeddings, attention outputs and feed-forward layers.
+        attention_dropout: Dropout on attention weights (default: `dropout`).
+        position: "learned", "sinusoidal" or None (no position information).
+        norm_first: Pre-LayerNorm blocks (True, SASRec code) or post-LN (False).
+        layer_norm_epsilon: Epsilon of the LayerNorms.
+        **kwargs: Standard `tf.keras.layers.Layer` arguments.
+
+    Call arguments:
+        history: int `[B, L]` item ids, left-padded with 0, most recent last.
+        training: Python bool, enables dropout.
+
+    Returns:
+        `call`: `[B, hidden_dim]` query for the last position; `encode_sequence`:
+        `[B, L, hidden_dim]` causal per-position states.
+
+    Example:
+        >>> encoder = SASRecEncoder(vocab_size=12, max_length=5, hidden_dim=8)
+        >>> encoder(tf.constant([[0, 0, 4, 5, 6]])).shape
+        TensorShape([1, 8])
+    """
+
+    supports_all_positions = True
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_length: int = 200,
+        hidden_dim: int = 64,
+        num_blocks: int = 2,
+        num_heads: int = 1,
+        ff_dim: Optional[int] = None,
+        ff_activation: str = "relu",
+        dropout: float = 0.2,
+        attention_dropout: Optional[float] = None,
+        position: Optional[str] = "learned",
+        norm_first: bool = True,
+        layer_norm_epsilon: float = 1e-6,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(vocab_size, max_length, **kwargs)
+        if hidden_dim % num_heads:
+            raise ValueError(
+                f"SASRecEncoder: `hidden_dim` ({hidden_dim}) must be divisible by `num_heads` "
+                f"({num_heads})."
+            )
+        if num_blocks < 1:
+            raise ValueError(f"SASRecEncoder: `num_blocks` must be >= 1; got {num_blocks!r}.")
+        self.hidden_dim = hidden_dim
+        self.num_blocks = num_blocks
+        self.num_heads = num_heads
+        self.ff_dim = ff_dim
+        self.ff_activation = ff_activation
+        self.dropout = float(dropout)
+        self.attention_dropout = attention_dropout
+        self.position = position
+        self.norm_first = norm_first
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+        self.embedding = ItemSequenceEmbedding(
+            vocab_size,
+            hidden_dim,
+            max_length,
+            position=position,
+            dropout=self.dropout,
+            scale=True,
+            name="item_sequence_embedding",
+        )
+        self.blocks = [
+            TransformerBlock(
+                num_heads=num_heads,
+                hidden_dim=hidden_dim,
+                ff_dim=ff_dim or hidden_dim,
+                ff_activation=ff_activation,
+                dropout=self.dropout,
+                attention_dropout=self.dropout if attention_dropout is None else attention_dropout,
+                norm_first=norm_first,
+                causal=True,
+                layer_norm_epsilon=layer_norm_epsilon,
+                name=f"transformer_block_{i}",
+            )
+            for i in range(num_blocks)
+        ]
+        # Pre-LN blocks leave the residual stream un-normalised: normalise once at the end.
+        self.final_norm = (
+            tf.keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm")
+            if norm_first
+            else None
+        )
+
+    @property
+    def item_embeddings(self) -> tf.Variable:
+        return self.embedding.item_embeddings.embeddings
+
+    @property
+    def output_dim(self) -> int:
+        return self.hidden_dim
+
+    def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        history = self._prepare(history)
+        mask = tf.not_equal(history, 0)
+        x = self.embedding(history, training=training)
+        for block in self.blocks:
+            x = block(x, mask=mask, training=training)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x * tf.cast(mask, x.dtype)[:, :, tf.newaxis]
+
+    def call(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        return self.encode_sequence(history, training=training)[:, -1, :]
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_blocks": self.num_blocks,
+                "num_heads": self.num_heads,
+                "ff_dim": self.ff_dim,
+                "ff_activation": self.ff_activation,
+                "dropout": self.dropout,
+                "attention_dropout": self.attention_dropout,
+                "position": self.position,
+                "norm_first": self.norm_first,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config

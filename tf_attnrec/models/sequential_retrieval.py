@@ -1,0 +1,272 @@
+"""Next-item retrieval head: an encoder plus the loss, as a `tfrs.Model`."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Optional, Union
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tf_attnrec.encoders.base import SequenceEncoder
+
+LOSSES = ("softmax", "sampled_softmax", "in_batch", "bce")
+
+# Added to the logits of rows 0 (padding) and 1 (out-of-vocabulary): never a candidate.
+_EXCLUDED_LOGIT = -1e9
+
+
+@tf.keras.utils.register_keras_serializable(package="tf_attnrec")
+class SequentialRetrievalModel(tfrs.Model):
+    """Encoder ("backbone") + next-item retrieval loss over a shared item table.
+
+    The query for a history is the encoder state at its last (most recent) position; the
+    score of item `i` is `query . item_embeddings[i]`, with rows 0 and 1 (padding, OOV) never
+    recommended.
+
+    Training features are a dict `{"history": int [B, L], "targets": int [B, L]}` where
+    `targets[b, t]` is the item that followed `history[b, t]` (0 at padding). With an
+    encoder that has causal per-position states, every non-padded position is a target;
+    only those positions' states are gathered before the output layer (the softmax is most
+    of the step, padding is ~half of ML-1M). Encoders without per-position states
+    (`supports_all_positions=False`) are trained on `prefixes_per_sequence` randomly cut
+    prefixes of each sequence per step.
+
+    Losses:
+        * "softmax": cross-entropy over the full catalogue (SASRec+, the default).
+        * "sampled_softmax": `tfrs.tasks.Retrieval` with in-batch candidates plus
+          `num_negatives` extra candidates drawn from the item-frequency distribution;
+          log-Q correction (`candidate_sampling_probability`) and accidental-hit removal.
+        * "in_batch": the same with in-batch candidates only.
+        * "bce": binary cross-entropy with one uniformly sampled negative per position
+          (the original SASRec paper; kept for reproduction).
+        For the two retrieval losses at most `max_retrieval_queries` positions (a random
+        subset) enter a step, because in-batch scoring is quadratic in their number.
+
+    Args:
+        encoder: A `SequenceEncoder` (or its serialized config dict).
+        loss: One of "softmax", "sampled_softmax", "in_batch", "bce".
+        num_negatives: Extra sampled candidates for "sampled_softmax".
+        max_retrieval_queries: Cap on positions per step for the retrieval losses.
+        prefixes_per_sequence: Prefixes drawn per sequence and step for encoders without
+            per-position states.
+        temperature: Optional softmax temperature for the retrieval losses.
+        **kwargs: Standard `tf.keras.Model` arguments.
+
+    Call arguments:
+        history: int `[B, L]` item ids (or a dict with key "history").
+
+    Returns:
+        `[B, D]` query embeddings. `score(history)` returns `[B, vocab_size]` scores.
+
+    Example:
+        >>> from tf_attnrec.encoders.mean_pooling import MeanPoolingEncoder
+        >>> model = SequentialRetrievalModel(MeanPoolingEncoder(vocab_size=12, max_length=5))
+        >>> model.score(tf.constant([[0, 0, 4, 5, 6]])).shape
+        TensorShape([1, 12])
+    """
+
+    def __init__(
+        self,
+        encoder: Union[SequenceEncoder, Mapping[str, Any]],
+        loss: str = "softmax",
+        num_negatives: int = 1024,
+        max_retrieval_queries: int = 4096,
+        prefixes_per_sequence: int = 4,
+        temperature: Optional[float] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(encoder, Mapping):
+            encoder = tf.keras.layers.deserialize(dict(encoder))
+        if not isinstance(encoder, SequenceEncoder):
+            raise TypeError(
+                "SequentialRetrievalModel: `encoder` must be a tf_attnrec SequenceEncoder (e.g. "
+                f"SASRecEncoder) or its serialized config; got {type(encoder).__name__}."
+            )
+        if loss not in LOSSES:
+            raise ValueError(
+                f"SequentialRetrievalModel: unknown loss {loss!r}; expected one of {LOSSES}."
+            )
+        for name, value in (
+            ("num_negatives", num_negatives),
+            ("max_retrieval_queries", max_retrieval_queries),
+            ("prefixes_per_sequence", prefixes_per_sequence),
+        ):
+            if not isinstance(value, int) or value < (0 if name == "num_negatives" else 1):
+                raise ValueError(
+                    f"SequentialRetrievalModel: `{name}` must be a positive int; got {value!r}."
+                )
+        self.encoder = encoder
+        self.loss_name = loss
+        self.num_negatives = num_negatives
+        self.max_retrieval_queries = max_retrieval_queries
+        self.prefixes_per_sequence = prefixes_per_sequence
+        self.temperature = temperature
+        self.vocab_size = encoder.vocab_size
+
+        excluded = np.zeros([self.vocab_size], np.float32)
+        excluded[:2] = _EXCLUDED_LOGIT
+        self._logit_bias = tf.constant(excluded)
+        # Training-item counts: the proposal distribution of the retrieval losses.
+        self.item_counts = tf.Variable(
+            tf.zeros([self.vocab_size], tf.float32), trainable=False, name="item_counts"
+        )
+        if loss in ("sampled_softmax", "in_batch"):
+            self.task = tfrs.tasks.Retrieval(
+                loss=tf.keras.losses.CategoricalCrossentropy(
+                    from_logits=True, reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE
+                ),
+                temperature=temperature,
+                remove_accidental_hits=True,
+            )
+        elif loss == "softmax":
+            self.task = tf.keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE
+            )
+        else:
+            self.task = tf.keras.losses.BinaryCrossentropy(
+                from_logits=True, reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE
+            )
+
+    # ------------------------------------------------------------------ inference
+    @staticmethod
+    def _history(inputs: Union[tf.Tensor, Mapping[str, tf.Tensor]]) -> tf.Tensor:
+        if isinstance(inputs, Mapping):
+            if "history" not in inputs:
+                raise KeyError(
+                    f"Expected a feature 'history' (int item ids [B, L]); got {sorted(inputs)}."
+                )
+            inputs = inputs["history"]
+        return tf.cast(inputs, tf.int32)
+
+    def call(self, inputs: Union[tf.Tensor, Mapping[str, tf.Tensor]], training=None) -> tf.Tensor:
+        return self.encoder(self._history(inputs), training=training)
+
+    @property
+    def item_embeddings(self) -> tf.Variable:
+        """The `[vocab_size, D]` candidate table (shared with the encoder's input)."""
+        return self.encoder.item_embeddings
+
+    def score(self, history: tf.Tensor) -> tf.Tensor:
+        """Scores `[B, vocab_size]` of every item for each history (rows 0, 1 get -1e9)."""
+        query = self(history, training=False)
+        logits = tf.matmul(query, self.item_embeddings, transpose_b=True)
+        return logits + self._logit_bias
+
+    def adapt(self, sequences: Iterable[np.ndarray]) -> None:
+        """Counts item occurrences in training sequences (the retrieval losses' proposal)."""
+        counts = np.zeros([self.vocab_size], np.float64)
+        for sequence in sequences:
+            np.add.at(counts, np.asarray(sequence, np.int64), 1.0)
+        counts[:2] = 0.0
+        self.item_counts.assign(counts.astype(np.float32))
+
+    # ------------------------------------------------------------------ training
+    def _gather_targets(
+        self, features: Mapping[str, tf.Tensor], training: bool
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Query states `[N, D]` and their target ids `[N]` for all (non-padded) targets."""
+        history = self._history(features)
+        targets = tf.cast(features["targets"], tf.int32)
+        if self.encoder.supports_all_positions:
+            states = self.encoder.encode_sequence(history, training=training)
+            flat_states = tf.reshape(states, [-1, tf.shape(states)[-1]])
+            flat_targets = tf.reshape(targets, [-1])
+            positions = tf.where(flat_targets > 0)[:, 0]
+            return tf.gather(flat_states, positions), tf.gather(flat_targets, positions)
+        prefixes, prefix_targets = self._sample_prefixes(history, targets)
+        return self.encoder(prefixes, training=training), prefix_targets
+
+    def _sample_prefixes(
+        self, history: tf.Tensor, targets: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Cuts `prefixes_per_sequence` random prefixes (left-padded again) per sequence."""
+        length = tf.shape(history)[1]
+        counts = tf.reduce_sum(tf.cast(targets > 0, tf.int32), axis=1)  # real positions
+        has_targets = counts > 0
+        history = tf.boolean_mask(history, has_targets)
+        targets = tf.boolean_mask(targets, has_targets)
+        counts = tf.boolean_mask(counts, has_targets)
+        num_rows = tf.shape(history)[0]
+        k = self.prefixes_per_sequence
+        # Left padding: the real positions are the last `count` ones.
+        offsets = tf.cast(
+            tf.random.uniform([num_rows, k]) * tf.cast(counts[:, None], tf.float32), tf.int32
+        )
+        cut = length - counts[:, None] + tf.minimum(offsets, counts[:, None] - 1)  # [R, k]
+        shift = length - 1 - cut
+        source = tf.range(length)[None, None, :] - shift[:, :, None]  # [R, k, L]
+        prefixes = tf.gather(history, tf.maximum(source, 0), batch_dims=1)
+        prefixes = tf.where(source >= 0, prefixes, tf.zeros_like(prefixes))
+        prefix_targets = tf.gather(targets, cut, batch_dims=1)
+        return tf.reshape(prefixes, [-1, length]), tf.reshape(prefix_targets, [-1])
+
+    def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        if not isinstance(features, Mapping) or "targets" not in features:
+            raise KeyError(
+                "SequentialRetrievalModel trains on dicts {'history': [B, L], 'targets': [B, L]} "
+                "(see tf_attnrec.data.pipelines.next_item_dataset); got "
+                f"{type(features).__name__}."
+            )
+        queries, target_ids = self._gather_targets(features, training)
+        table = self.item_embeddings
+        if self.loss_name == "softmax":
+            # Rows 0 and 1 are never targets: score only real items (ids shift by 2), which
+            # also saves a pass over the [N, vocab_size] logits for masking.
+            logits = tf.matmul(queries, table[2:], transpose_b=True)
+            return self.task(target_ids - 2, logits)
+        if self.loss_name == "bce":
+            negative_ids = tf.random.uniform(tf.shape(target_ids), 2, self.vocab_size, tf.int32)
+            positive_logits = tf.reduce_sum(queries * tf.gather(table, target_ids), axis=-1)
+            negative_logits = tf.reduce_sum(queries * tf.gather(table, negative_ids), axis=-1)
+            logits = tf.concat([positive_logits, negative_logits], axis=0)
+            labels = tf.concat(
+                [tf.ones_like(positive_logits), tf.zeros_like(negative_logits)], axis=0
+            )
+            return self.task(labels, logits)
+        return self._retrieval_loss(queries, target_ids, table)
+
+    def _retrieval_loss(
+        self, queries: tf.Tensor, target_ids: tf.Tensor, table: tf.Variable
+    ) -> tf.Tensor:
+        num_queries = tf.shape(target_ids)[0]
+        keep = tf.random.shuffle(tf.range(num_queries))[: self.max_retrieval_queries]
+        queries = tf.gather(queries, keep)
+        candidate_ids = tf.gather(target_ids, keep)
+        total = tf.reduce_sum(self.item_counts)
+        tf.debugging.assert_positive(
+            total,
+            message=(
+                "Sampled/in-batch losses need item frequencies: call model.adapt(train_sequences) "
+                "before fit (train_sequential does this)."
+            ),
+        )
+        if self.loss_name == "sampled_softmax" and self.num_negatives > 0:
+            negatives = tf.random.categorical(
+                tf.math.log(self.item_counts)[tf.newaxis, :], self.num_negatives, tf.int32
+            )[0]
+            candidate_ids = tf.concat([candidate_ids, negatives], axis=0)
+        probability = tf.gather(self.item_counts, candidate_ids) / total
+        return self.task(
+            queries,
+            tf.gather(table, candidate_ids),
+            candidate_sampling_probability=probability,
+            candidate_ids=candidate_ids,
+            compute_metrics=False,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "encoder": tf.keras.layers.serialize(self.encoder),
+            "loss": self.loss_name,
+            "num_negatives": self.num_negatives,
+            "max_retrieval_queries": self.max_retrieval_queries,
+            "prefixes_per_sequence": self.prefixes_per_sequence,
+            "temperature": self.temperature,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "SequentialRetrievalModel":
+        return cls(**config)
