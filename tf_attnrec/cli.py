@@ -181,28 +181,18 @@ def evaluate_split(
     gini@K; popularity from the training sequences); "sampled" ranks it against
     `num_negatives` sampled items (keys prefixed "sampled100_").
     """
-    from tf_attnrec.data.pipelines import pad_sequences
-    from tf_attnrec.evaluation import beyond_accuracy_metrics, full_catalogue_evaluate, item_popularity
-    from tf_attnrec.evaluation import sampled_evaluate
-    from tf_attnrec.training import make_score_fn
+    from tf_attnrec.training import evaluate_sequential
 
-    inputs = split.test_inputs() if stage == "test" else split.validation_inputs()
-    if not len(inputs.targets):
-        raise ValueError(f"the split has no user with a {stage} item (every user has < 3 interactions).")
-    # Pass whole histories so every seen item is excluded; the score function reads the last
-    # max_length items.
-    histories = pad_sequences(inputs.histories, max(max(len(h) for h in inputs.histories), 1))
-    score_fn = make_score_fn(model, _max_length(model))
-    if protocol == "sampled":
-        return sampled_evaluate(score_fn, histories, inputs.targets, ks=ks, num_negatives=num_negatives, seed=seed)
-    metrics, top_k = full_catalogue_evaluate(score_fn, histories, inputs.targets, ks=ks, return_top_k=True)
-    counts = item_popularity(np.concatenate(split.train), split.vocabulary.size)
-    metrics.update(beyond_accuracy_metrics(top_k, counts, ks=ks))
-    return metrics
-
-
-def _max_length(model: Any) -> int:
-    return int(getattr(model, "encoder", model).max_length)
+    return evaluate_sequential(
+        model,
+        split,
+        stage,
+        ks=ks,
+        protocol=protocol,
+        beyond_accuracy=protocol == "full",
+        num_negatives=num_negatives,
+        seed=seed,
+    )
 
 
 def format_metrics(metrics: dict, title: str) -> str:
@@ -409,7 +399,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if unknown:
         print(f"{PROG}: warning: ignoring {len(unknown)} item id(s) not in the model's vocabulary: "
               f"{', '.join(map(str, unknown))}", file=sys.stderr)
-    scores = make_score_fn(model, _max_length(model))(tf.constant(history[None, :])).numpy()[0]
+    scores = make_score_fn(model, model.max_length)(tf.constant(history[None, :])).numpy()[0]
     scores[:2] = -np.inf  # padding, OOV
     if not args.include_seen:
         scores[history] = -np.inf

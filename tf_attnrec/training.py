@@ -22,7 +22,8 @@ import tensorflow as tf
 
 from tf_attnrec.data.pipelines import next_item_dataset, pad_sequences
 from tf_attnrec.data.splits import SequenceSplit
-from tf_attnrec.evaluation.ranking import full_catalogue_evaluate
+from tf_attnrec.evaluation.beyond_accuracy import beyond_accuracy_metrics, item_popularity
+from tf_attnrec.evaluation.ranking import full_catalogue_evaluate, sampled_evaluate
 from tf_attnrec.models.saving import save_model
 
 PathLike = Union[str, os.PathLike]
@@ -62,8 +63,12 @@ def evaluate_sequential(
     ks: Sequence[int] = (10, 20),
     batch_size: int = 512,
     max_users: Optional[int] = None,
+    protocol: str = "full",
+    beyond_accuracy: bool = False,
+    num_negatives: int = 100,
+    seed: int = 0,
 ) -> dict:
-    """Full-catalogue evaluation (seen items excluded) on the validation or test items.
+    """Ranking metrics (seen items excluded) on the validation or test items of a split.
 
     Args:
         model: A trained zoo model.
@@ -74,34 +79,51 @@ def evaluate_sequential(
         ks: Cut-offs.
         batch_size: Users scored at once.
         max_users: Evaluate only the first `max_users` evaluable users (None = all).
+        protocol: "full" ranks each target against the whole catalogue; "sampled" against
+            `num_negatives` uniformly sampled unseen items (keys prefixed "sampled100_").
+        beyond_accuracy: With "full", also coverage@K, novelty@K, mean_popularity@K and gini@K
+            of the top-K lists (popularity counted on the training sequences).
+        num_negatives: Negatives per user for the sampled protocol.
+        seed: Seed of the sampled negatives.
 
     Returns:
-        The `full_catalogue_evaluate` dict ("protocol": "full", "hr@10", "ndcg@10", ...).
+        The metrics dict ("protocol": "full" or "sampled-N", "hr@10", "ndcg@10", ...).
 
     Example:
         ```python
-        metrics = evaluate_sequential(model, split, "test")
+        metrics = evaluate_sequential(model, split, "test", beyond_accuracy=True)
         ```
     """
     if stage not in ("validation", "test"):
         raise ValueError(f"stage must be 'validation' or 'test'; got {stage!r}.")
+    if protocol not in ("full", "sampled"):
+        raise ValueError(f"protocol must be 'full' or 'sampled'; got {protocol!r}.")
     inputs = split.validation_inputs() if stage == "validation" else split.test_inputs()
     histories, targets = inputs.histories, inputs.targets
     if max_users is not None:
         histories, targets = histories[:max_users], targets[:max_users]
-    max_length = max_length or _model_max_length(model)
+    if not len(targets):
+        raise ValueError(
+            f"the split has no user with a {stage} item (every user has < 3 interactions)."
+        )
+    max_length = max_length or model.max_length
     # Pad to the longest history so that every seen item (not only the last max_length) is
     # excluded from the candidates; the score function reads the last max_length.
     longest = max(max(len(h) for h in histories), 1)
     padded = pad_sequences(histories, longest)
-    return full_catalogue_evaluate(
-        make_score_fn(model, max_length), padded, targets, ks=ks, batch_size=batch_size
+    score_fn = make_score_fn(model, max_length)
+    if protocol == "sampled":
+        return sampled_evaluate(
+            score_fn, padded, targets, ks=ks, num_negatives=num_negatives, seed=seed
+        )
+    if not beyond_accuracy:
+        return full_catalogue_evaluate(score_fn, padded, targets, ks=ks, batch_size=batch_size)
+    metrics, top_k = full_catalogue_evaluate(
+        score_fn, padded, targets, ks=ks, batch_size=batch_size, return_top_k=True
     )
-
-
-def _model_max_length(model: tf.keras.Model) -> int:
-    encoder = getattr(model, "encoder", None)
-    return int(encoder.max_length if encoder is not None else model.max_length)
+    counts = item_popularity(np.concatenate(split.train), split.vocabulary.size)
+    metrics.update(beyond_accuracy_metrics(top_k, counts, ks=ks))
+    return metrics
 
 
 class FullCatalogueValidation(tf.keras.callbacks.Callback):
@@ -274,7 +296,7 @@ def train_sequential(
         ```
     """
     tf.keras.utils.set_random_seed(seed)
-    max_length = max_length or _model_max_length(model)
+    max_length = max_length or model.max_length
     model.adapt(split.train)
     history: dict = {}
     best_epoch = None

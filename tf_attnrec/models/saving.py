@@ -65,7 +65,7 @@ def save_model(
     config = {
         "class_name": class_name,
         "config": model.get_config(),
-        "max_length": _max_length(model),
+        "max_length": model.max_length,
         "extra": dict(extra or {}),
     }
     (run_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
@@ -73,11 +73,6 @@ def save_model(
     if vocabulary is not None:
         (run_dir / VOCABULARY_FILE).write_text(vocabulary.to_json())
     return run_dir
-
-
-def _max_length(model: tf.keras.Model) -> int:
-    encoder = getattr(model, "encoder", None)
-    return int(encoder.max_length if encoder is not None else model.max_length)
 
 
 def load_model(run_dir: PathLike) -> tuple[tf.keras.Model, Optional[Vocabulary], dict]:

@@ -144,6 +144,11 @@ class SequentialRetrievalModel(tfrs.Model):
         return self.encoder(self._history(inputs), training=training)
 
     @property
+    def max_length(self) -> int:
+        """The history length the encoder reads (longer histories keep the most recent)."""
+        return int(self.encoder.max_length)
+
+    @property
     def item_embeddings(self) -> tf.Variable:
         """The `[vocab_size, D]` candidate table (shared with the encoder's input)."""
         return self.encoder.item_embeddings
