@@ -439,6 +439,21 @@ def cmd_list_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from tf_attnrec.export import export_run
+
+    summary = export_run(
+        args.run_dir,
+        args.output,
+        k=args.k,
+        index=args.index,
+        exclude_history=not args.include_seen,
+        overwrite=args.overwrite,
+    )
+    print(summary)
+    return 0
+
+
 # ---------------------------------------------------------------------------------- parser
 def _positive_int(text: str) -> int:
     try:
@@ -499,6 +514,16 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--include-seen", action="store_true", help="allow items of the history")
     recommend.add_argument("--format", choices=("text", "json"), default="text")
     recommend.set_defaults(handler=cmd_recommend)
+
+    export = commands.add_parser("export", help="write a TF Serving SavedModel (raw ids in, top-k out)")
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--output", required=True, help="serving/<model_name>/<version> (version: an integer)")
+    export.add_argument("-k", type=_positive_int, default=10, help="items returned per history (default 10)")
+    export.add_argument("--index", choices=("brute_force", "scann"), default="brute_force",
+                        help="exact top-k (plain TensorFlow ops) or ScaNN (needs the `ann` extra)")
+    export.add_argument("--include-seen", action="store_true", help="do not exclude history items")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    export.set_defaults(handler=cmd_export)
 
     list_models = commands.add_parser("list-models", help="list the zoo models")
     list_models.set_defaults(handler=cmd_list_models)

@@ -44,7 +44,10 @@ def make_score_fn(model: tf.keras.Model, max_length: int) -> tf.types.experiment
         A `tf.function`.
     """
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)], reduce_retracing=True)
+    # autograph=False: no Python control flow here, and AutoGraph warns on the closure.
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None], tf.int32)], reduce_retracing=True, autograph=False
+    )
     def score_fn(history: tf.Tensor) -> tf.Tensor:
         history = history[:, -max_length:]
         pad = max_length - tf.shape(history)[1]

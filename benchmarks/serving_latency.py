@@ -1,0 +1,117 @@
+"""p50 / p99 latency of the exported exact (brute-force) retrieval SavedModel on ML-1M.
+
+Exports a model with `tf_attnrec.export` (a trained run directory when `--run-dir` is given,
+else a freshly initialised default `sasrec` built on the ML-1M vocabulary: same shapes and
+cost, meaningless recommendations; the table says which), loads the SavedModel with
+`tf.saved_model.load` and times its `serving_default` signature (raw-id lookup, compaction,
+the model, top-k with history exclusion) on real ML-1M histories (each user's last
+`--max-length` items, as raw-id strings) for batch 1 and batch 256. The first calls are
+warm-up and not timed.
+
+Usage:
+
+    python benchmarks/serving_latency.py [--run-dir runs/sasrec_ml1m]
+        [--data ../shared/data/ml-1m/ml-1m.txt] [--k 10] [--calls-1 200] [--calls-256 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+import tf_attnrec  # noqa: E402,F401  (Keras 2 before TensorFlow)
+import tensorflow as tf  # noqa: E402
+
+from tf_attnrec.data.readers import read_sasrec_txt  # noqa: E402
+from tf_attnrec.data.vocabulary import Vocabulary  # noqa: E402
+from tf_attnrec.export import export_retrieval, export_run  # noqa: E402
+from tf_attnrec.models import create_model  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "ml-1m" / "ml-1m.txt"
+
+
+def ml1m_histories(path: pathlib.Path, max_length: int) -> tuple[list[list[str]], Vocabulary]:
+    """Each user's last `max_length` raw item ids (strings, most recent last) + vocabulary."""
+    interactions = read_sasrec_txt(path)
+    vocabulary = Vocabulary.from_ids(interactions["item_id"])
+    histories = [
+        [str(v) for v in items.to_numpy()[-max_length:]]
+        for _, items in interactions.groupby("user_id", sort=True)["item_id"]
+    ]
+    return histories, vocabulary
+
+
+def export_ml1m(run_dir, export_dir, vocabulary, index="brute_force", k=10, **kwargs):
+    """Exports the run (or a fresh default sasrec); returns (summary, what was exported)."""
+    if run_dir:
+        summary = export_run(run_dir, export_dir, k=k, index=index, **kwargs)
+        return summary, f"trained run {run_dir}"
+    tf.keras.utils.set_random_seed(0)
+    model = create_model("sasrec", vocab_size=vocabulary.size)
+    model.score(tf.zeros([1, model.encoder.max_length], tf.int32))
+    summary = export_retrieval(model, export_dir, k=k, index=index, vocabulary=vocabulary, **kwargs)
+    return summary, "freshly initialised sasrec (default config), ML-1M vocabulary"
+
+
+def pad_batch(histories: list[list[str]]) -> tf.Tensor:
+    """Right-pads a batch with "" (the serving padding token)."""
+    width = max(len(h) for h in histories)
+    return tf.constant([h + [""] * (width - len(h)) for h in histories], tf.string)
+
+
+def time_calls(signature, batches: list[tf.Tensor], warmup: int = 3) -> np.ndarray:
+    """Milliseconds per call (after `warmup` untimed calls)."""
+    for batch in batches[:warmup]:
+        signature(history=batch)
+    times = []
+    for batch in batches:
+        start = time.perf_counter()
+        signature(history=batch)["item_ids"].numpy()
+        times.append((time.perf_counter() - start) * 1e3)
+    return np.asarray(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--max-length", type=int, default=200)
+    parser.add_argument("--calls-1", type=int, default=200)
+    parser.add_argument("--calls-256", type=int, default=20)
+    args = parser.parse_args()
+
+    histories, vocabulary = ml1m_histories(args.data, args.max_length)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        summary, what = export_ml1m(args.run_dir, pathlib.Path(tmp) / "sasrec" / "1", vocabulary,
+                                    k=args.k)
+        signature = tf.saved_model.load(str(summary.export_dir)).signatures["serving_default"]
+        rows = []
+        for batch_size, calls in ((1, args.calls_1), (256, args.calls_256)):
+            batches = [
+                pad_batch([histories[i] for i in rng.choice(len(histories), batch_size, False)])
+                for _ in range(calls)
+            ]
+            ms = time_calls(signature, batches)
+            rows.append((batch_size, calls, np.percentile(ms, 50), np.percentile(ms, 99),
+                         batch_size / np.percentile(ms, 50) * 1e3))
+    print(f"model: {what}")
+    print(f"export: index=brute_force k={args.k} exclude_history=True "
+          f"max_length={summary.max_length} items={summary.num_items:,}; "
+          f"CPU threads visible: {os.cpu_count()}")
+    print(f"{'batch':>6} {'calls':>6} {'p50 ms':>9} {'p99 ms':>9} {'histories/s @p50':>17}")
+    for batch_size, calls, p50, p99, throughput in rows:
+        print(f"{batch_size:>6} {calls:>6} {p50:>9.2f} {p99:>9.2f} {throughput:>17.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The exact (brute-force) retrieval SavedModel: layout, signatures and served results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tf_attnrec  # noqa: F401  (Keras 2 before TensorFlow)
+import tensorflow as tf
+
+from tests.export.conftest import K, MAX_LENGTH, python_top_k, serve, tiny_model
+from tf_attnrec.data.pipelines import pad_sequences
+from tf_attnrec.data.vocabulary import Vocabulary
+from tf_attnrec.export import export_retrieval
+from tf_attnrec.models import PopularityModel
+
+STRING_HISTORIES = [
+    ["m03", "m07", "m11", "", ""],          # right-padded
+    ["", "", "m03", "m07", "m11"],          # the same, left-padded
+    ["m39", "m00", "m21", "m05", "m18"],
+    ["", "", "", "", ""],                    # empty
+]
+INT_HISTORIES = [["7", "10", "", ""], ["", "94", "13", "16"], ["", "", "", ""]]
+
+# Runs in a fresh interpreter that imports nothing but TensorFlow (and json/sys), with the
+# environment of a plain install (no TF_USE_LEGACY_KERAS; `import tensorflow` itself pulls in
+# whichever Keras is installed, so only our own and the tfrs/scann packages are checked).
+_FRESH_PROCESS_SCRIPT = r"""
+import json, sys
+import tensorflow as tf
+requests = json.loads(sys.stdin.read())
+answers = {}
+for export_dir, histories in requests.items():
+    served = tf.saved_model.load(export_dir).signatures["serving_default"]
+    out = served(history=tf.constant(histories, tf.string))
+    answers[export_dir] = {
+        "item_ids": [[v.decode() for v in row] for row in out["item_ids"].numpy()],
+        "scores": out["scores"].numpy().tolist(),
+    }
+foreign = sorted(m for m in sys.modules if m.split(".")[0] in
+                 ("tf_attnrec", "tensorflow_recommenders", "scann"))
+print(json.dumps({"answers": answers, "foreign_modules": foreign}))
+"""
+
+
+def _plain_environment() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
+    return {**env, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def test_fresh_process_top_k_equals_python_model(string_export, int_export):
+    requests = {str(string_export.export_dir): STRING_HISTORIES,
+                str(int_export.export_dir): INT_HISTORIES}
+    result = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS_SCRIPT], input=json.dumps(requests),
+        capture_output=True, text=True, timeout=300, env=_plain_environment(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["foreign_modules"] == []
+    for exported, histories in ((string_export, STRING_HISTORIES), (int_export, INT_HISTORIES)):
+        answer = payload["answers"][str(exported.export_dir)]
+        expected_ids, expected_scores = python_top_k(
+            exported.model, exported.vocabulary, histories,
+            exclude_history=exported.exclude_history,
+        )
+        assert answer["item_ids"] == expected_ids
+        np.testing.assert_allclose(answer["scores"], expected_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_saved_model_cli_lists_named_inputs_and_outputs(string_export):
+    result = subprocess.run(
+        ["saved_model_cli", "show", "--dir", str(string_export.export_dir), "--all"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout
+    serving = text[text.index("signature_def['serving_default']"):]
+    for expected in ("inputs['history']", "outputs['item_ids']", "outputs['scores']",
+                     "DT_STRING", "DT_FLOAT", f"shape: (-1, {K})", "shape: (-1, -1)"):
+        assert expected in serving, expected
+    encode = text[text.index("signature_def['encode']"):text.index("signature_def['serving")]
+    assert "inputs['history']" in encode and "outputs['query_embedding']" in encode
+
+
+def test_layout_and_summary(string_export):
+    summary = string_export.summary
+    assert string_export.export_dir.parent.name == "tiny" and summary.version == 1
+    assert (string_export.export_dir / "saved_model.pb").is_file()
+    assert summary.model_name == "tiny" and summary.k == K and summary.max_length == MAX_LENGTH
+    outputs = summary.signatures["serving_default"]["outputs"]
+    assert str(outputs["item_ids"]) == f"string [None, {K}]"
+    assert str(outputs["scores"]) == f"float32 [None, {K}]"
+    assert str(summary.signatures["serving_default"]["inputs"]["history"]) == "string [None, None]"
+    assert "query_embedding" in str(summary) and json.dumps(summary.to_dict())
+
+
+def test_right_and_left_padding_give_the_same_answer(string_export):
+    ids, scores = serve(string_export, STRING_HISTORIES[:2])
+    assert ids[0] == ids[1]
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5)  # rows of one batch may round apart
+    inner, _ = serve(string_export, [["m03", "", "m07", "", "m11"]])  # padding in between
+    assert inner[0] == ids[0]
+
+
+def test_unknown_ids_map_to_oov_and_never_fail(string_export, int_export):
+    histories = [["m03", "not-an-item", "m11"], ["??", "", "x" * 300], ["m03", "", "m11"]]
+    ids, scores = serve(string_export, histories)
+    expected, _ = python_top_k(string_export.model, string_export.vocabulary, histories)
+    assert ids == expected
+    assert ids[0] != ids[2]  # the OOV token is read as an item, not dropped
+    assert np.isfinite(scores).all()
+    int_histories = [["abc", "1.5", "-3", "99999999999999999999"], ["7", "", "0010", "10"]]
+    ids, scores = serve(int_export, int_histories)
+    expected, _ = python_top_k(int_export.model, int_export.vocabulary, int_histories,
+                               exclude_history=False)
+    assert ids == expected and np.isfinite(scores).all()
+
+
+def _assert_valid_items(exported, ids):
+    known = {str(v) for v in exported.vocabulary.raw_ids(np.arange(2, exported.vocabulary.size))}
+    for row in ids:
+        assert len(row) == K and len(set(row)) == K and set(row) <= known
+
+
+def test_empty_history_returns_k_valid_items(string_export, int_export):
+    for exported in (string_export, int_export):
+        for histories in (tf.fill([3, 4], ""), tf.zeros([2, 0], tf.string)):
+            out = exported.served(history=histories)
+            ids = [[v.decode() for v in row] for row in out["item_ids"].numpy()]
+            _assert_valid_items(exported, ids)
+            assert np.isfinite(out["scores"].numpy()).all()
+
+
+def test_long_history_keeps_the_most_recent_items(string_export):
+    rng = np.random.default_rng(0)
+    long = [f"m{i:02d}" for i in rng.integers(0, 40, size=4 * MAX_LENGTH)]
+    encode = string_export.loaded.signatures["encode"]
+    whole = encode(history=tf.constant([long]))["query_embedding"].numpy()
+    recent = encode(history=tf.constant([long[-MAX_LENGTH:]]))["query_embedding"].numpy()
+    older = encode(history=tf.constant([long[:MAX_LENGTH]]))["query_embedding"].numpy()
+    np.testing.assert_allclose(whole, recent, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(whole, older)
+    ids, _ = serve(string_export, [long])
+    expected, _ = python_top_k(string_export.model, string_export.vocabulary, [long])
+    assert ids == expected
+    assert not set(ids[0]) & set(long)  # the whole history is excluded, not just the window
+
+
+def test_history_items_are_excluded_when_asked(string_export, int_export):
+    ids, _ = serve(string_export, STRING_HISTORIES)
+    for history, row in zip(STRING_HISTORIES, ids):
+        assert not set(row) & set(history)
+    # With exclusion off, a seen item comes back: feed the history its own top item.
+    first, _ = serve(int_export, [["7", "10"]])
+    again, _ = serve(int_export, [["7", "10"] + [first[0][0]]])
+    unexcluded, _ = python_top_k(int_export.model, int_export.vocabulary,
+                                 [["7", "10", first[0][0]]], exclude_history=False)
+    assert again == unexcluded
+
+
+def test_when_fewer_than_k_items_are_unseen_the_rest_is_blank(string_export):
+    all_items = [f"m{i:02d}" for i in range(40)]
+    history = all_items[:-2]  # 2 unseen items left, k = 5
+    ids, scores = serve(string_export, [history])
+    assert sorted(ids[0][:2]) == ["m38", "m39"]
+    assert ids[0][2:] == ["", "", ""]
+    assert (scores[0, 2:] == np.finfo(np.float32).min).all()
+
+
+def test_encode_signature_and_embedding_files(string_export):
+    model, vocabulary = string_export.model, string_export.vocabulary
+    histories = STRING_HISTORIES[2:]
+    query = string_export.loaded.signatures["encode"](history=tf.constant(histories))
+    padded = pad_sequences([vocabulary.lookup([h for h in row if h]) for row in histories[:1]]
+                           + [np.zeros([0], np.int32)], MAX_LENGTH)
+    np.testing.assert_allclose(query["query_embedding"].numpy(), model(padded).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    files = string_export.summary.files
+    raw_ids = files["item_ids"].read_text().splitlines()
+    assert raw_ids == [str(v) for v in vocabulary.raw_ids(np.arange(2, vocabulary.size))]
+    embeddings = np.load(files["item_embeddings"])
+    np.testing.assert_array_equal(embeddings, model.item_embeddings.numpy()[2:])
+    # A user's own index over the files gives the served answer (exclusion aside).
+    scores = query["query_embedding"].numpy()[:1] @ embeddings.T
+    scores[0, vocabulary.lookup(histories[0]) - 2] = -np.inf
+    served, _ = serve(string_export, histories[:1])
+    assert [raw_ids[i] for i in np.argsort(-scores[0], kind="stable")[:K]] == served[0]
+
+
+def test_popularity_model_exports_without_encode(tmp_path):
+    vocabulary = Vocabulary.from_ids(["a", "b", "c", "d", "e", "f", "g"])
+    model = PopularityModel(vocabulary.size, max_length=4)
+    model.adapt([vocabulary.lookup(["a", "b", "b", "c", "c", "c", "d", "d", "d", "d"])])
+    summary = export_retrieval(model, tmp_path / "pop" / "1", k=3, vocabulary=vocabulary)
+    assert list(summary.signatures) == ["serving_default"]
+    assert "item_embeddings" not in summary.files
+    served = tf.saved_model.load(str(tmp_path / "pop" / "1")).signatures["serving_default"]
+    out = served(history=tf.constant([["d", ""], ["", ""]]))["item_ids"].numpy().tolist()
+    assert out == [[b"c", b"b", b"a"], [b"d", b"c", b"b"]]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"k": 0}, ValueError, "k must be an int in"),
+        ({"k": 41}, ValueError, "k must be an int in"),
+        ({"index": "annoy"}, ValueError, "index must be one of"),
+        ({"vocabulary": Vocabulary.from_ids(["a", "b"])}, ValueError, "vocabulary has"),
+        ({"vocabulary": ["m00"]}, TypeError, "must be the tf_attnrec Vocabulary"),
+        ({"export_dir": "latest"}, ValueError, "integer version folder"),
+    ],
+)
+def test_bad_arguments_are_explained(string_export, tmp_path, kwargs, error, message):
+    arguments = {"k": K, "vocabulary": string_export.vocabulary, **kwargs}
+    export_dir = tmp_path / "serving" / "m" / arguments.pop("export_dir", "1")
+    with pytest.raises(error, match=message):
+        export_retrieval(string_export.model, export_dir, **arguments)
+
+
+def test_existing_version_needs_overwrite(string_export):
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export_retrieval(string_export.model, string_export.export_dir, k=K,
+                         vocabulary=string_export.vocabulary)
+
+
+def test_raw_ids_that_cannot_be_served_are_rejected(tmp_path):
+    vocabulary = Vocabulary.from_ids(["a", "two\nlines"])
+    with pytest.raises(ValueError, match="single-line"):
+        export_retrieval(tiny_model(vocabulary, 0), tmp_path / "m" / "1", k=1,
+                         vocabulary=vocabulary)
