@@ -75,10 +75,6 @@ class AttentionPoolingEncoder(SequenceEncoder):
         )
 
     @property
-    def item_embeddings(self) -> tf.Variable:
-        return self.embedding.item_embeddings.embeddings
-
-    @property
     def output_dim(self) -> int:
         return self.embedding_dim
 

@@ -49,8 +49,12 @@ class SequenceEncoder(tf.keras.layers.Layer):
 
     @property
     def item_embeddings(self) -> tf.Variable:
-        """The `[vocab_size, D]` item-embedding table shared with the output layer."""
-        raise NotImplementedError
+        """The `[vocab_size, D]` item-embedding table shared with the output layer.
+
+        Subclasses keep their input `ItemSequenceEmbedding` in `self.embedding`; its table is
+        the candidate table, which ties input and output embeddings.
+        """
+        return self.embedding.item_embeddings.embeddings
 
     @property
     def output_dim(self) -> int:

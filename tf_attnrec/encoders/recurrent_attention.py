@@ -87,10 +87,6 @@ class RecurrentAttentionSequenceEncoder(SequenceEncoder):
         )
 
     @property
-    def item_embeddings(self) -> tf.Variable:
-        return self.embedding.item_embeddings.embeddings
-
-    @property
     def output_dim(self) -> int:
         return self.embedding_dim
 

@@ -117,10 +117,6 @@ class SASRecEncoder(SequenceEncoder):
         )
 
     @property
-    def item_embeddings(self) -> tf.Variable:
-        return self.embedding.item_embeddings.embeddings
-
-    @property
     def output_dim(self) -> int:
         return self.hidden_dim
 
