@@ -85,7 +85,15 @@ def read_config(path: pathlib.Path) -> dict:
     return config
 
 
+def _model_task(name: str) -> str:
+    """"retrieval" or "ranking" (the registry's `ModelSpec.task`)."""
+    from tf_attnrec.models.registry import get_model_spec
+
+    return get_model_spec(name).task
+
+
 def _check_model_name(name: str) -> None:
+    import tf_attnrec.ranking  # noqa: F401  (registers the ranking zoo)
     from tf_attnrec.models.registry import list_models
 
     if name not in list_models():
@@ -141,7 +149,7 @@ def resolve_train_config(args: argparse.Namespace) -> dict:
             training[flag] = value
     if args.jit:
         training["jit_compile"] = True
-    _check_training_keys(training)
+    _check_training_keys(training, _model_task(model))
     dataset = args.dataset or config.get("dataset")
     if not dataset:
         raise ValueError("no dataset given: pass --dataset (e.g. --dataset ml-1m or ml-100k).")
@@ -155,10 +163,16 @@ def resolve_train_config(args: argparse.Namespace) -> dict:
     }
 
 
-def _check_training_keys(training: dict) -> None:
-    from tf_attnrec.training import train_sequential
+def _check_training_keys(training: dict, task: str = "retrieval") -> None:
+    if task == "ranking":
+        from tf_attnrec.ranking.training import DATA_KEYS, train_ranker
 
-    allowed = set(inspect.signature(train_sequential).parameters) - set(_RESERVED_TRAINING_KEYS)
+        allowed = set(inspect.signature(train_ranker).parameters) | set(DATA_KEYS)
+        allowed -= {"data", "run_dir", "extra_config", "callbacks", "verbose", "model"}
+    else:
+        from tf_attnrec.training import train_sequential
+
+        allowed = set(inspect.signature(train_sequential).parameters) - set(_RESERVED_TRAINING_KEYS)
     unknown = sorted(set(training) - allowed)
     if unknown:
         raise ValueError(f"unknown training keys {unknown}; `training` accepts {sorted(allowed)}.")
@@ -302,11 +316,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = pathlib.Path(args.output or f"runs/{config['model']}-{config['dataset']}-{stamp}")
     if (run_dir / "model_config.json").exists() and not args.overwrite:
         raise FileExistsError(f"{run_dir} already holds a trained model; pass another --output or --overwrite.")
+    if _model_task(config["model"]) == "ranking":
+        return _train_ranking(args, config, run_dir, stamp)
     data = load_dataset(config["dataset"], data_dir=config["data_dir"], download=not args.no_download)
     split = leave_one_out_split(data.interactions)
     model = create_model(config["model"], vocab_size=split.vocabulary.size, **config["model_config"])
     run_dir.mkdir(parents=True, exist_ok=True)
     provenance = {"source": data.source, "created": stamp, "version": __version__}
+    if args.init_from:
+        provenance["init_from"] = str(args.init_from)
     (run_dir / RUN_CONFIG_FILE).write_text(yaml.safe_dump({**config, **provenance}, sort_keys=False))
     if data.items is not None and "title" in data.items:
         write_items(data.items, split.vocabulary, run_dir / ITEMS_FILE)
@@ -322,6 +340,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         evaluate_test=False,
         run_dir=run_dir,
         extra_config={"model": config["model"], "dataset": config["dataset"]},
+        init_from=args.init_from,
+        time_limit_minutes=args.time_limit,
         # The progress bar's end-of-epoch line carries the val_* metrics, so train_sequential's
         # own per-validation line would only repeat them (and break the bar).
         callbacks=[] if args.quiet else [_progress_bar()],
@@ -333,9 +353,62 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary["test"] = test
     metrics_path.write_text(json.dumps(summary, indent=2, default=float))
     best = f", best pass {result.best_epoch}" if result.best_epoch else ""
+    if result.stopped_by == "time_limit":
+        print(f"\nStopped by --time-limit {args.time_limit:g} min (best weights kept).")
     print(format_metrics(result.validation, f"\nvalidation (full catalogue, best weights{best})"))
     print(format_metrics(test, "\ntest (full catalogue, seen items excluded)"))
     print(f"\nSaved the model and metrics to {run_dir} ({metrics_path.name}).")
+    return 0
+
+
+def format_ctr_metrics(results: dict) -> str:
+    """Validation / test AUC, GAUC and log loss of a ranking run as a text table."""
+    lines = [f"  {'stage':<11}{'AUC':>9}{'GAUC':>9}{'log loss':>10}{'examples':>10}"]
+    for stage in ("validation", "test"):
+        m = results[stage]
+        lines.append(f"  {stage:<11}{m['auc']:>9.4f}{m['gauc']:>9.4f}{m['log_loss']:>10.4f}{m['num_examples']:>10,}")
+    return "\n".join(lines)
+
+
+def _train_ranking(args: argparse.Namespace, config: dict, run_dir: pathlib.Path, stamp: str) -> int:
+    from tf_attnrec.data import load_dataset
+    from tf_attnrec.models.registry import create_model, get_model_spec
+    from tf_attnrec.ranking import build_ranking_data, train_ranker
+    from tf_attnrec.ranking.training import DATA_KEYS
+
+    for flag in ("init_from", "time_limit"):
+        if getattr(args, flag, None) is not None:
+            raise ValueError(f"--{flag.replace('_', '-')} applies to retrieval models, not to the ranking model {config['model']!r}.")
+    training = dict(config["training"])
+    data_config = {key: training.pop(key) for key in DATA_KEYS if key in training}
+    data_config["seed"] = data_config.pop("data_seed", 0)
+    max_length = config["model_config"].get("max_length", get_model_spec(config["model"]).default_config()["max_length"])
+    data = load_dataset(config["dataset"], data_dir=config["data_dir"], download=not args.no_download)
+    ranking_data = build_ranking_data(data, max_length=max_length, **data_config)
+    vocabularies = ranking_data.vocabularies
+    model = create_model(
+        config["model"], vocab_size=vocabularies.item.size, feature_sizes=vocabularies.sizes(),
+        **{**config["model_config"], "max_length": max_length},
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    provenance = {"source": data.source, "created": stamp, "version": __version__}
+    (run_dir / RUN_CONFIG_FILE).write_text(yaml.safe_dump({**config, **provenance}, sort_keys=False))
+    if "title" in data.items:
+        write_items(data.items, ranking_data.split.vocabulary, run_dir / ITEMS_FILE)
+    print(
+        f"Training {config['model']} on {config['dataset']} click examples: "
+        f"{ranking_data.num_examples('train'):,} train, {ranking_data.num_examples('validation'):,} "
+        f"validation, {ranking_data.num_examples('test'):,} test -> {run_dir}",
+        flush=True,
+    )
+    results = train_ranker(
+        model, ranking_data, **training, run_dir=run_dir, verbose=0 if args.quiet else 2,
+        extra_config={"model": config["model"], "dataset": config["dataset"], "data": data_config},
+    )
+    print(f"\nbest epoch {results['best_epoch']} of {results['epochs_run']}, "
+          f"{results['train_seconds']:.0f} s of training")
+    print(format_ctr_metrics(results))
+    print(f"\nSaved the model and metrics to {run_dir} ({METRICS_FILE}).")
     return 0
 
 
@@ -429,6 +502,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def cmd_list_models(args: argparse.Namespace) -> int:
+    import tf_attnrec.ranking  # noqa: F401  (registers the ranking zoo)
     from tf_attnrec.models.registry import get_model_spec, list_models
 
     names = list_models()
@@ -491,6 +565,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a model_config key, e.g. --set hidden_dim=32 (repeatable)")
     train.add_argument("--jit", action="store_true", help="compile the train step with XLA")
+    train.add_argument("--init-from", metavar="RUN_DIR",
+                       help="warm-start from a saved run (same model config and dataset) to continue it")
+    train.add_argument("--time-limit", type=float, metavar="MINUTES",
+                       help="stop after the first validation past this many minutes (best weights kept)")
     train.add_argument("--no-download", action="store_true", help="fail instead of downloading the dataset")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     train.set_defaults(handler=cmd_train)

@@ -24,7 +24,7 @@ from tf_attnrec.data.pipelines import next_item_dataset, pad_sequences
 from tf_attnrec.data.splits import SequenceSplit
 from tf_attnrec.evaluation.beyond_accuracy import beyond_accuracy_metrics, item_popularity
 from tf_attnrec.evaluation.ranking import full_catalogue_evaluate, sampled_evaluate
-from tf_attnrec.models.saving import save_model
+from tf_attnrec.models.saving import load_weights_from_run, save_model
 
 PathLike = Union[str, os.PathLike]
 
@@ -213,6 +213,33 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
             )
 
 
+class TimeLimit(tf.keras.callbacks.Callback):
+    """Stops `fit` after the first epoch that ends past a wall-clock budget.
+
+    With `EarlyStopping(restore_best_weights=True)` the best weights seen so far are kept, so
+    a run cut by the budget ends like an early-stopped one (weights saved, test evaluated).
+
+    Args:
+        minutes: Training budget in minutes (validation time included).
+    """
+
+    def __init__(self, minutes: float) -> None:
+        super().__init__()
+        if minutes <= 0:
+            raise ValueError(f"time limit must be positive minutes, got {minutes}.")
+        self.minutes = float(minutes)
+        self.stopped = False
+        self._deadline = 0.0
+
+    def on_train_begin(self, logs: Optional[dict] = None) -> None:
+        self._deadline = time.monotonic() + 60.0 * self.minutes
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        if time.monotonic() >= self._deadline:
+            self.stopped = True
+            self.model.stop_training = True
+
+
 @dataclasses.dataclass
 class TrainingResult:
     """What `train_sequential` returns.
@@ -225,6 +252,7 @@ class TrainingResult:
         best_epoch: 1-based data pass with the best validation NDCG@10 (None without fit).
         seconds_per_pass: Mean training seconds per pass over the training data.
         run_dir: Where the run was saved (None if not saved).
+        stopped_by: "early_stopping", "time_limit" or "max_epochs" (None without fit).
     """
 
     model: tf.keras.Model
@@ -234,6 +262,7 @@ class TrainingResult:
     best_epoch: Optional[int]
     seconds_per_pass: Optional[float]
     run_dir: Optional[pathlib.Path]
+    stopped_by: Optional[str] = None
 
 
 def train_sequential(
@@ -255,6 +284,8 @@ def train_sequential(
     seed: int = 0,
     run_dir: Optional[PathLike] = None,
     extra_config: Optional[dict] = None,
+    init_from: Optional[PathLike] = None,
+    time_limit_minutes: Optional[float] = None,
     callbacks: Sequence[tf.keras.callbacks.Callback] = (),
     verbose: int = 1,
 ) -> TrainingResult:
@@ -284,6 +315,10 @@ def train_sequential(
         seed: Seed for weights, dropout and shuffling.
         run_dir: If given, save model, vocabulary, metrics and history here.
         extra_config: JSON-serialisable values stored with the saved model (e.g. zoo name).
+        init_from: A saved run directory to warm-start from (same model config and item
+            vocabulary), to continue a run that stopped; the optimizer starts afresh.
+        time_limit_minutes: Stop after the first validation past this budget (best weights
+            kept, then tested and saved as usual).
         callbacks: Extra Keras callbacks (run after validation and early stopping).
         verbose: 0 silent, 1 one line per validation, 2 also Keras progress per epoch.
 
@@ -301,9 +336,12 @@ def train_sequential(
     tf.keras.utils.set_random_seed(seed)
     max_length = max_length or model.max_length
     model.adapt(split.train)
+    if init_from is not None:
+        load_weights_from_run(model, init_from, split.vocabulary)
     history: dict = {}
     best_epoch = None
     seconds_per_pass = None
+    stopped_by = None
     if getattr(model, "requires_training", True):
         dataset = next_item_dataset(
             split.train,
@@ -329,7 +367,11 @@ def train_sequential(
             patience=max(1, math.ceil(patience / eval_every)),
             restore_best_weights=True,
         )
-        all_callbacks = [validation, early_stopping, *callbacks]
+        all_callbacks = [validation, early_stopping]
+        time_limit = TimeLimit(time_limit_minutes) if time_limit_minutes else None
+        if time_limit is not None:
+            all_callbacks.append(time_limit)
+        all_callbacks.extend(callbacks)
         if run_dir is not None:
             pathlib.Path(run_dir).mkdir(parents=True, exist_ok=True)
             all_callbacks.append(tf.keras.callbacks.CSVLogger(str(pathlib.Path(run_dir) / "history.csv")))
@@ -343,6 +385,12 @@ def train_sequential(
         history = {k: [float(x) for x in v] for k, v in fit.history.items()}
         if monitor in history:
             best_epoch = (int(np.argmax(history[monitor])) + 1) * eval_every
+        if early_stopping.stopped_epoch > 0:
+            stopped_by = "early_stopping"
+        elif time_limit is not None and time_limit.stopped:
+            stopped_by = "time_limit"
+        else:
+            stopped_by = "max_epochs"
         if history.get("train_seconds"):
             seconds_per_pass = float(np.mean(history["train_seconds"])) / eval_every
     final_validation = evaluate_sequential(model, split, "validation", max_length, ks)
@@ -355,9 +403,11 @@ def train_sequential(
             "test": test,
             "best_pass": best_epoch,
             "seconds_per_pass": seconds_per_pass,
+            "stopped_by": stopped_by,
+            "init_from": str(init_from) if init_from is not None else None,
             "history": history,
         }
         (run_path / "metrics.json").write_text(json.dumps(summary, indent=2, default=float))
     return TrainingResult(
-        model, history, final_validation, test, best_epoch, seconds_per_pass, run_path
+        model, history, final_validation, test, best_epoch, seconds_per_pass, run_path, stopped_by
     )

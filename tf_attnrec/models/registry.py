@@ -31,6 +31,8 @@ class ModelSpec:
         task_defaults: Default `SequentialRetrievalModel` keyword arguments.
         training_defaults: Default `train_sequential` keyword arguments.
         builder: Optional custom builder `(vocab_size, **config) -> tf.keras.Model`.
+        task: "retrieval" (next-item models trained by `train_sequential`) or "ranking"
+            (click models of `tf_attnrec.ranking`, trained by `train_ranker`).
     """
 
     name: str
@@ -40,6 +42,7 @@ class ModelSpec:
     task_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     training_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     builder: Optional[Callable[..., tf.keras.Model]] = None
+    task: str = "retrieval"
 
     def default_config(self) -> dict[str, Any]:
         """Flat default model config (encoder + task keys)."""

@@ -75,6 +75,47 @@ def save_model(
     return run_dir
 
 
+def _architecture(config: Any) -> Any:
+    """A config without layer names and build shapes (which differ between equal models)."""
+    if isinstance(config, Mapping):
+        return {k: _architecture(v) for k, v in config.items() if k not in ("name", "build_config")}
+    if isinstance(config, (list, tuple)):
+        return [_architecture(v) for v in config]
+    return config
+
+
+def load_weights_from_run(
+    model: tf.keras.Model, run_dir: PathLike, vocabulary: Optional[Vocabulary] = None
+) -> None:
+    """Warm-starts `model` with the weights of a saved run (to continue its training).
+
+    Args:
+        model: A model built with the same architecture as the saved one.
+        run_dir: A directory written by `save_model`.
+        vocabulary: The vocabulary `model` is trained with; it must equal the saved one, or
+            item rows would be assigned to the wrong items.
+
+    Raises:
+        FileNotFoundError: `run_dir` lacks the config or the weights.
+        ValueError: the saved architecture or vocabulary differs from `model`'s.
+    """
+    saved, saved_vocabulary, _ = load_model(run_dir)
+    _build(model, saved.max_length)
+    if _architecture(saved.get_config()) != _architecture(model.get_config()):
+        raise ValueError(
+            f"{pathlib.Path(run_dir) / CONFIG_FILE}: the saved model's config differs from the "
+            "model being trained; continue a run with the same model config."
+        )
+    if vocabulary is not None and saved_vocabulary is not None and (
+        saved_vocabulary.to_json() != vocabulary.to_json()
+    ):
+        raise ValueError(
+            f"{pathlib.Path(run_dir) / VOCABULARY_FILE}: the saved item vocabulary differs from "
+            "the training data's; continue a run on the same dataset."
+        )
+    model.set_weights(saved.get_weights())
+
+
 def load_model(run_dir: PathLike) -> tuple[tf.keras.Model, Optional[Vocabulary], dict]:
     """Rebuilds a model saved by `save_model` and restores its weights.
 

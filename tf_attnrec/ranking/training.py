@@ -8,8 +8,11 @@ metrics of `tf_attnrec.evaluation.ctr` (AUC, impression-weighted GAUC, log loss)
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
 import time
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 import tensorflow as tf
@@ -18,6 +21,14 @@ from tf_attnrec.evaluation.ctr import ctr_metrics
 from tf_attnrec.ranking import schema
 from tf_attnrec.ranking.base import RankingModel
 from tf_attnrec.ranking.features import RankingData
+from tf_attnrec.ranking.saving import save_ranker
+
+# Keys of a ranking run's `training` config that configure `build_ranking_data` (the
+# examples), not `train_ranker`; "data_seed" is its `seed` (fixed across training seeds, so
+# every seed of a table is tested on the same sampled negatives).
+DATA_KEYS = ("train_positions_per_user", "num_negatives", "num_eval_negatives", "max_genres", "data_seed")
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
 
 
 def predict_ranker(model: RankingModel, dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
@@ -74,6 +85,9 @@ def train_ranker(
     patience: Optional[int] = 2,
     seed: int = 0,
     verbose: int = 0,
+    run_dir: Optional[Union[str, os.PathLike]] = None,
+    extra_config: Optional[Mapping[str, Any]] = None,
+    callbacks: tuple = (),
 ) -> dict[str, Any]:
     """Trains with early stopping on validation AUC, then evaluates validation and test.
 
@@ -87,6 +101,11 @@ def train_ranker(
             weights are restored); None disables early stopping.
         seed: seeds TensorFlow (initialisation, dropout) and the shuffling.
         verbose: Keras verbosity.
+        run_dir: If given, save the model (`save_ranker`), `metrics.json` (the returned dict)
+            and the per-epoch `history.csv` here.
+        extra_config: JSON-serialisable values stored with the saved model (zoo name, data
+            config).
+        callbacks: Extra Keras callbacks.
 
     Returns:
         {"validation": metrics, "test": metrics, "history": Keras history dict,
@@ -107,10 +126,13 @@ def train_ranker(
         )
     tf.keras.utils.set_random_seed(seed)
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
-    callbacks = []
+    callbacks = list(callbacks)
     if patience is not None:
         callbacks.append(tf.keras.callbacks.EarlyStopping(
             monitor="val_auc", mode="max", patience=patience, restore_best_weights=True))
+    if run_dir is not None:
+        pathlib.Path(run_dir).mkdir(parents=True, exist_ok=True)
+        callbacks.append(tf.keras.callbacks.CSVLogger(str(pathlib.Path(run_dir) / HISTORY_FILE)))
     start = time.perf_counter()
     history = model.fit(
         data.dataset("train", batch_size=batch_size, seed=seed),
@@ -120,12 +142,18 @@ def train_ranker(
         verbose=verbose,
     )
     train_seconds = time.perf_counter() - start
-    val_auc = history.history.get("val_auc", [])
-    return {
+    logged = {key: [float(v) for v in values] for key, values in history.history.items()}
+    val_auc = logged.get("val_auc", [])
+    results = {
         "validation": evaluate_ranker(model, data, "validation"),
         "test": evaluate_ranker(model, data, "test"),
-        "history": history.history,
-        "epochs_run": len(history.history.get("loss", [])),
-        "best_epoch": int(np.argmax(val_auc)) + 1 if val_auc else len(history.history.get("loss", [])),
+        "history": logged,
+        "epochs_run": len(logged.get("loss", [])),
+        "best_epoch": int(np.argmax(val_auc)) + 1 if val_auc else len(logged.get("loss", [])),
         "train_seconds": train_seconds,
+        "num_train_examples": data.num_examples("train"),
     }
+    if run_dir is not None:
+        save_ranker(model, run_dir, data.vocabularies, data.item_genres, data.item_year, extra_config)
+        (pathlib.Path(run_dir) / METRICS_FILE).write_text(json.dumps(results, indent=2, default=float))
+    return results

@@ -25,6 +25,16 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
         )
 
 
+def _user_values(values: Any) -> np.ndarray:
+    """Raw user-attribute values as int64 when all are integral (ML-1M's age and occupation
+    codes), else as str (gender; ML-100K's occupation names)."""
+    values = pd.Series(values).dropna()
+    numeric = pd.to_numeric(values, errors="coerce")
+    if len(values) and numeric.notna().all() and (numeric == numeric.round()).all():
+        return numeric.astype(np.int64).to_numpy()
+    return values.astype(str).to_numpy()
+
+
 @dataclasses.dataclass
 class FeatureVocabularies:
     """Item, genre, year and user-attribute vocabularies (0 = padding, 1 = OOV, real from 2).
@@ -88,8 +98,8 @@ class FeatureVocabularies:
             genre=Vocabulary.from_ids([str(g) for genres in genre_lists for g in genres]),
             year=Vocabulary.from_ids(items["year"].dropna().astype(np.int64).to_numpy()),
             gender=Vocabulary.from_ids(users["gender"].dropna().astype(str).to_numpy()),
-            age=Vocabulary.from_ids(users["age"].dropna().astype(np.int64).to_numpy()),
-            occupation=Vocabulary.from_ids(users["occupation"].dropna().astype(np.int64).to_numpy()),
+            age=Vocabulary.from_ids(_user_values(users["age"])),
+            occupation=Vocabulary.from_ids(_user_values(users["occupation"])),
             max_genres=int(max_genres),
         )
 
@@ -154,7 +164,7 @@ class FeatureVocabularies:
             present[present] = ~pd.isna(values[rows[present]])
             if present.any():
                 raw = values[rows[present]]
-                raw = raw.astype(str) if column == "gender" else raw.astype(np.int64)
+                raw = raw.astype(str) if column == "gender" else _user_values(raw)
                 codes[present] = vocabulary.lookup(raw)
             table[feature] = codes
         return table

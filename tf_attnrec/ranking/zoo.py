@@ -72,6 +72,7 @@ def _register(name: str, model_class: type, description: str, **defaults: Any) -
             encoder_defaults={**_COMMON, **defaults},
             training_defaults=TRAINING_DEFAULTS,
             builder=_builder(name, model_class),
+            task="ranking",
         ),
         overwrite=True,  # re-importing the module (e.g. importlib.reload) must not fail
     )
