@@ -4,6 +4,7 @@
         [--data-dir D] [--output runs/NAME] [--epochs N] [--set hidden_dim=32 ...]
     tf-attnrec evaluate RUN_DIR [--protocol full|sampled] [--stage test|validation]
     tf-attnrec recommend RUN_DIR --history ID,ID,... [-k 10]
+    tf-attnrec explain RUN_DIR --user U --item I [--output PNG] [--top 10]
     tf-attnrec list-models
 
 A run directory holds what `train_sequential` saves (`model_config.json`, `weights/`,
@@ -528,6 +529,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Attention weights of one (user, item) example of a `din` / `bst` run: table + PNG."""
+    from tf_attnrec.ranking import explain
+    from tf_attnrec.ranking.saving import is_ranking_run, load_ranker
+
+    run_dir = pathlib.Path(args.run_dir)
+    config = read_run_config(run_dir)
+    supported = ", ".join(explain.explainable_models())
+    if not is_ranking_run(run_dir):
+        raise ValueError(
+            f"{run_dir} is a {config.get('model', 'retrieval')} run, not a ranking run; `explain` "
+            f"shows the history attention of the ranking models {supported}."
+        )
+    try:
+        explain.require_matplotlib()
+    except ImportError as error:
+        print(f"{PROG} explain: error: {error}", file=sys.stderr)
+        return 1
+    model, vocabularies, item_tables, _ = load_ranker(run_dir)
+    explain.check_explainable(model)
+    from tf_attnrec.data import load_dataset
+
+    data = load_dataset(config["dataset"], data_dir=args.data_dir or config.get("data_dir"),
+                        download=not args.no_download)
+    explanation = explain.explain_example(
+        model, vocabularies, item_tables, data, _as_int(args.user), _as_int(args.item))
+    titles = read_items(run_dir)
+    output = pathlib.Path(args.output or run_dir / f"explain_user{explanation['user']}_item{explanation['item']}.png")
+    print(explain.format_explanation(explanation, titles, top=args.top))
+    explain.plot_attention(explanation, output, titles=titles, highlight=args.top)
+    print(f"Wrote the attention heatmap to {output}.")
+    return 0
+
+
 # ---------------------------------------------------------------------------------- parser
 def _positive_int(text: str) -> int:
     try:
@@ -602,6 +637,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--include-seen", action="store_true", help="do not exclude history items")
     export.add_argument("--overwrite", action="store_true", help="replace an existing export")
     export.set_defaults(handler=cmd_export)
+
+    explain = commands.add_parser("explain", help="which history items drove a ranking score (din, bst)",
+                                  description="Score one candidate item for one user of a din / bst "
+                                  "ranking run and show the attention weight of each history item "
+                                  "(the user's history at test time): a text table and a PNG heatmap.")
+    explain.add_argument("run_dir", metavar="RUN_DIR")
+    explain.add_argument("--user", required=True, help="raw user id, as in the dataset files")
+    explain.add_argument("--item", required=True, help="raw item id of the candidate")
+    explain.add_argument("--output", help="PNG path (default: RUN_DIR/explain_user<U>_item<I>.png)")
+    explain.add_argument("--top", type=_positive_int, default=10,
+                         help="history items listed (and bold in the heatmap), by weight (default 10)")
+    explain.add_argument("--data-dir", help="read the dataset from here instead of the recorded folder")
+    explain.add_argument("--no-download", action="store_true")
+    explain.set_defaults(handler=cmd_explain)
 
     list_models = commands.add_parser("list-models", help="list the zoo models")
     list_models.set_defaults(handler=cmd_list_models)

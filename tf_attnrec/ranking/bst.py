@@ -95,8 +95,17 @@ class BST(RankingModel):
             tf.reduce_sum(weights, axis=1), 1.0)
         return tf.concat([self.flatten_fields(embedded["user"]), x[:, -1], history_mean], axis=-1)
 
-    def attention_weights(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        """Candidate-to-history attention of the last block, mean over heads [B, L] (0 at padding)."""
+    def attention_weights(self, features: Mapping[str, tf.Tensor], per_head: bool = False) -> tf.Tensor:
+        """Candidate-to-history attention of the last block (0 at padding).
+
+        Args:
+            features: dict with the `schema.MODEL_FEATURES`.
+            per_head: return every head's weights instead of their mean.
+
+        Returns:
+            [B, L], the mean over heads, or [B, num_heads, L] with `per_head=True`. Each head's
+            softmax also gives weight to the candidate token itself, so a row sums to <= 1.
+        """
         x, mask = self._sequence(self.embedding(features))
         for block in self.blocks[:-1]:
             x = block(x, mask=mask, training=False)
@@ -107,7 +116,8 @@ class BST(RankingModel):
             query, query, query_mask=mask, value_mask=mask, training=False,
             return_attention_scores=True,
         )
-        return tf.reduce_mean(weights[:, :, -1, :-1], axis=1)
+        candidate = weights[:, :, -1, :-1]  # [B, heads, L]: the candidate's row, history columns
+        return candidate if per_head else tf.reduce_mean(candidate, axis=1)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
