@@ -153,6 +153,12 @@ def test_plot_without_matplotlib_says_how_to_install(short_user_explanation, tmp
     assert not (tmp_path / "x.png").exists()
 
 
+def test_cli_without_matplotlib_says_how_to_install(din_run, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert cli.main(["explain", str(din_run), "--user", "1", "--item", "50"]) == 1
+    assert 'pip install "tf-attnrec[plot]"' in capsys.readouterr().err
+
+
 def test_cli_explain_prints_the_top_items_with_titles_and_writes_the_png(din_run, split, short_user_explanation,
                                                                         capsys):
     item = _test_item(split, SHORT_USER)
