@@ -516,7 +516,21 @@ def cmd_list_models(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from tf_attnrec.export import export_run
+    from tf_attnrec.ranking.saving import is_ranking_run
 
+    if is_ranking_run(args.run_dir):  # raw features in, click probability out
+        from tf_attnrec.ranking.export import export_ranker
+
+        retrieval_only = [flag for flag, given in (
+            ("-k", args.k != 10), ("--index", args.index != "brute_force"), ("--include-seen", args.include_seen),
+        ) if given]
+        if retrieval_only:
+            raise ValueError(
+                f"{', '.join(retrieval_only)} only apply to retrieval exports; {args.run_dir} is a ranking run "
+                "(it scores one candidate item per request). Drop the flag(s)."
+            )
+        print(export_ranker(args.run_dir, args.output, overwrite=args.overwrite))
+        return 0
     summary = export_run(
         args.run_dir,
         args.output,
@@ -628,7 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--format", choices=("text", "json"), default="text")
     recommend.set_defaults(handler=cmd_recommend)
 
-    export = commands.add_parser("export", help="write a TF Serving SavedModel (raw ids in, top-k out)")
+    export = commands.add_parser(
+        "export", help="write a TF Serving SavedModel (retrieval: raw ids in, top-k out; ranking: raw features in, probability out)")
     export.add_argument("run_dir", metavar="RUN_DIR")
     export.add_argument("--output", required=True, help="serving/<model_name>/<version> (version: an integer)")
     export.add_argument("-k", type=_positive_int, default=10, help="items returned per history (default 10)")

@@ -20,8 +20,17 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 import tensorflow as tf
 
-from tf_attnrec.data.vocabulary import FIRST_ID, OOV_ID, PAD_ID, Vocabulary
-from tf_attnrec.export.summary import ExportSummary, TensorInfo
+from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
+from tf_attnrec.export.common import (
+    left_padded,
+    lookup_ids,
+    raw_id_strings,
+    raw_id_table,
+    signature_infos,
+    validate_export_dir,
+    write_id_file,
+)
+from tf_attnrec.export.summary import ExportSummary
 
 PathLike = Union[str, os.PathLike]
 
@@ -40,20 +49,6 @@ def _model_max_length(model: tf.keras.Model) -> int:
 def _candidate_embeddings(model: tf.keras.Model) -> Optional[tf.Variable]:
     """The `[vocab_size, D]` item table, or None for models without one (popularity)."""
     return model.item_embeddings if getattr(model, "encoder", None) is not None else None
-
-
-def _raw_id_strings(vocabulary: Vocabulary) -> list[str]:
-    """The vocabulary's raw ids in id order as the strings a request carries."""
-    raw = vocabulary.raw_ids(np.arange(FIRST_ID, vocabulary.size)).tolist()
-    strings = [str(int(v)) if isinstance(v, (int, np.integer)) else str(v) for v in raw]
-    bad = [s for s in strings if s == "" or "\n" in s or "\r" in s]
-    if bad:
-        raise ValueError(
-            f"export: raw item ids must be non-empty single-line strings (\"\" is the padding "
-            f"token of the serving input); got {bad[:5]!r}. Rename these items and retrain, or "
-            "drop them from the vocabulary."
-        )
-    return strings
 
 
 def default_scann_options(num_items: int, num_neighbors: int) -> dict[str, Any]:
@@ -114,16 +109,7 @@ class _RetrievalModule(tf.Module):
         super().__init__(name="retrieval")
         self.model_variables = list(model.variables)
         # Both tables read the same asset file, so the served ids are exactly those lines.
-        self.raw_to_index = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
-                item_ids_path,
-                key_dtype=tf.string,
-                key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
-                value_dtype=tf.int64,
-                value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
-            ),
-            default_value=-1,
-        )
+        self.raw_to_index = raw_id_table(item_ids_path)
         self.index_to_raw = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(
                 item_ids_path,
@@ -145,25 +131,11 @@ class _RetrievalModule(tf.Module):
     # --------------------------------------------------------------- in-graph helpers
     def model_ids(self, history: tf.Tensor) -> tf.Tensor:
         """Raw ids [B, T] -> model ids [B, T]: "" -> 0, unknown -> 1, known -> 2..."""
-        index = self.raw_to_index.lookup(history)
-        ids = tf.where(index < 0, tf.constant(OOV_ID, tf.int64), index + FIRST_ID)
-        ids = tf.where(tf.equal(history, ""), tf.constant(PAD_ID, tf.int64), ids)
-        return tf.cast(ids, tf.int32)
+        return lookup_ids(self.raw_to_index, history, empty_is_padding=True)
 
     def left_padded(self, ids: tf.Tensor) -> tf.Tensor:
         """Drops padding wherever it is, keeps the last `max_length` items, left-pads to it."""
-        length = self._max_length
-        real = tf.cast(ids != PAD_ID, tf.int32)
-        count = tf.reduce_sum(real, axis=1, keepdims=True)
-        destination = length - count + tf.cumsum(real, axis=1) - 1  # slot of each real item
-        kept = tf.where((real > 0) & (destination >= 0))  # [N, 2] (row, position)
-        rows = kept[:, 0]
-        slots = tf.gather_nd(destination, kept)
-        return tf.scatter_nd(
-            tf.stack([rows, tf.cast(slots, tf.int64)], axis=1),
-            tf.gather_nd(ids, kept),
-            tf.stack([tf.shape(ids, out_type=tf.int64)[0], length]),
-        )
+        return left_padded(ids, self._max_length)
 
     def finish(self, scores: tf.Tensor, indices: Optional[tf.Tensor], ids: tf.Tensor) -> dict:
         """Excludes seen items, takes the top k, maps candidate indices to raw ids.
@@ -216,23 +188,6 @@ class _RetrievalModule(tf.Module):
     @tf.function(input_signature=[_HISTORY_SPEC])
     def encode(self, history: tf.Tensor) -> dict:
         return {"query_embedding": self._encode(self.left_padded(self.model_ids(history)))}
-
-
-def _validate_export_dir(export_dir: pathlib.Path, overwrite: bool) -> tuple[str, int]:
-    if not export_dir.name.isdigit():
-        raise ValueError(
-            f"export_dir must be serving/<model_name>/<version> with an integer version folder "
-            f"(TF Serving only loads integer versions); got {str(export_dir)!r}. Pass e.g. "
-            f"{str(export_dir / '1')!r}."
-        )
-    if export_dir.exists() and any(export_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{export_dir} exists and is not empty; pass overwrite=True to replace it or "
-                "export to a new version folder."
-            )
-        shutil.rmtree(export_dir)
-    return export_dir.parent.name, int(export_dir.name)
 
 
 def export_retrieval(
@@ -317,14 +272,13 @@ def export_retrieval(
         scann_layer, num_neighbors = _scann_index(
             table, k, max_length if exclude_history else 0, num_items, scann_options
         )
-    raw_ids = _raw_id_strings(vocabulary)
+    raw_ids = raw_id_strings(vocabulary)
     export_dir = pathlib.Path(export_dir)
-    model_name, version = _validate_export_dir(export_dir, overwrite)
+    model_name, version = validate_export_dir(export_dir, overwrite)
 
     staging = pathlib.Path(tempfile.mkdtemp(prefix="tf_attnrec_export_"))
     try:
-        item_ids_path = staging / ITEM_IDS_FILE
-        item_ids_path.write_text("\n".join(raw_ids) + "\n", encoding="utf-8")
+        item_ids_path = write_id_file(staging / ITEM_IDS_FILE, raw_ids)
         module = _RetrievalModule(
             model, str(item_ids_path), k, exclude_history, max_length, scann_layer, num_neighbors
         )
@@ -352,19 +306,7 @@ def export_retrieval(
         exclude_history=exclude_history,
         max_length=max_length,
         num_items=num_items,
-        signatures={
-            name: {
-                "inputs": {
-                    spec.name: TensorInfo.from_spec(spec)
-                    for spec in tf.nest.flatten(function.structured_input_signature)
-                },
-                "outputs": {
-                    key: TensorInfo.from_spec(spec)
-                    for key, spec in function.structured_outputs.items()
-                },
-            }
-            for name, function in signatures.items()
-        },
+        signatures=signature_infos(signatures),
         files=files,
     )
 
