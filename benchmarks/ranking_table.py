@@ -1,0 +1,155 @@
+"""The ranking zoo's 3-seed table on MovieLens-1M: test AUC, GAUC and log loss, mean +- std.
+
+Every (model, seed) pair is one `tf-attnrec train --model M --config models/M/config.yaml
+--seed S` run (the same command a user types), saved to `OUTPUT/M-seedS/`; its test metrics
+are read back from `metrics.json`. The seed changes initialisation, dropout and shuffling;
+the click examples (and their sampled negatives) are the same for every seed (`data_seed`
+in the configs), so the spread is the models' own. Runs go `--workers` at a time, each
+with `--threads` TensorFlow threads (on a small CPU, two single-threaded runs side by side
+finish sooner than one after the other with two threads each).
+
+The table gives mean and sample standard deviation (ddof=1) over the seeds, and for each
+attention model the GAUC difference to `embedding_mlp` (the DIN paper's base model) with the
+verdict "beats" only when mean(A) - mean(base) > std(A) + std(base).
+
+    python benchmarks/ranking_table.py [--data-dir ../shared/data] [--seeds 0 1 2]
+        [--models din bst autoint self_attention_ranker embedding_mlp dcn]
+        [--output runs/ranking-table] [--workers 2] [--threads 1] [--resume]
+
+Writes `OUTPUT/table.md` and `OUTPUT/table.json` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+MODELS = ("din", "bst", "autoint", "self_attention_ranker", "embedding_mlp", "dcn")
+ATTENTION_MODELS = ("din", "bst", "autoint", "self_attention_ranker")
+BASELINE = "embedding_mlp"
+METRICS = ("auc", "gauc", "log_loss")
+
+
+def run_one(model: str, seed: int, args: argparse.Namespace) -> dict:
+    """Trains one (model, seed) with the CLI in a subprocess; returns its metrics.json."""
+    run_dir = pathlib.Path(args.output) / f"{model}-seed{seed}"
+    metrics_path = run_dir / "metrics.json"
+    if args.resume and metrics_path.is_file():
+        return json.loads(metrics_path.read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "tf_attnrec.cli", "train", "--model", model,
+        "--config", str(REPO / "models" / model / "config.yaml"), "--dataset", "ml-1m",
+        "--data-dir", str(args.data_dir), "--seed", str(seed), "--output", str(run_dir),
+        "--overwrite",
+    ]
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(args.threads),
+               TF_NUM_INTEROP_THREADS=str(args.threads), TF_CPP_MIN_LOG_LEVEL="2")
+    start = time.perf_counter()
+    with open(run_dir / "train.log", "w") as log:
+        status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    if status.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed ({status.returncode}); see {run_dir / 'train.log'}.")
+    print(f"  {model} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    return json.loads(metrics_path.read_text())
+
+
+def summarise(results: dict) -> dict:
+    """{model: {metric: (mean, std), "train_seconds": mean, "epochs": [...]}}."""
+    table = {}
+    for model, runs in results.items():
+        row = {}
+        for metric in METRICS:
+            values = np.array([run["test"][metric] for run in runs])
+            row[metric] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+        row["train_seconds"] = float(np.mean([run["train_seconds"] for run in runs]))
+        row["best_epochs"] = [run["best_epoch"] for run in runs]
+        row["num_train_examples"] = runs[0].get("num_train_examples")
+        row["num_test_examples"] = runs[0]["test"]["num_examples"]
+        table[model] = row
+    return table
+
+
+def verdicts(table: dict) -> list[str]:
+    """One line per attention model: GAUC difference to the baseline and whether it beats it."""
+    if BASELINE not in table:
+        return []
+    base_mean, base_std = table[BASELINE]["gauc"]
+    lines = []
+    for model in ATTENTION_MODELS:
+        if model not in table:
+            continue
+        mean, std = table[model]["gauc"]
+        diff, spread = mean - base_mean, std + base_std
+        verdict = "beats" if diff > spread else "does NOT beat"
+        lines.append(f"{model} {verdict} {BASELINE} on GAUC: difference {diff:+.4f}, seeds' spread "
+                     f"(std sum) {spread:.4f}")
+    return lines
+
+
+def markdown(table: dict, seeds: list) -> str:
+    lines = [
+        f"| model | test AUC | test GAUC | test log loss | best epochs (seeds {', '.join(map(str, seeds))}) | train s/run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, row in table.items():
+        cells = " | ".join(f"{row[m][0]:.4f} ± {row[m][1]:.4f}" for m in METRICS)
+        epochs = ", ".join(map(str, row["best_epochs"]))
+        lines.append(f"| `{model}` | {cells} | {epochs} | {row['train_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get("TF_ATTNREC_DATA_DIR", str(DEFAULT_DATA_DIR)))
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--output", default=str(REPO / "runs" / "ranking-table"))
+    parser.add_argument("--workers", type=int, default=2, help="runs trained at the same time")
+    parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads per run")
+    parser.add_argument("--resume", action="store_true", help="reuse runs whose metrics.json exists")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    print(f"{datetime.date.today()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+          f"{len(args.models)} models x seeds {args.seeds}, {args.workers} worker(s) x {args.threads} thread(s)",
+          flush=True)
+    jobs = [(model, seed) for seed in args.seeds for model in args.models]
+    results: dict = {model: [] for model in args.models}
+    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+        futures = {pool.submit(run_one, model, seed, args): (model, seed) for model, seed in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            model, seed = futures[future]
+            results[model].append({**future.result(), "seed": seed})
+    for runs in results.values():
+        runs.sort(key=lambda run: run["seed"])
+    table = summarise(results)
+    text = markdown(table, args.seeds)
+    lines = verdicts(table)
+    wall = time.perf_counter() - start
+    output = pathlib.Path(args.output)
+    (output / "table.md").write_text(text + "\n\n" + "\n".join(lines) + "\n")
+    (output / "table.json").write_text(json.dumps(
+        {"date": str(datetime.date.today()), "seeds": args.seeds, "wall_seconds": wall, "table": table,
+         "verdicts": lines, "runs": {m: [{"seed": r["seed"], "test": r["test"], "validation": r["validation"],
+                                           "best_epoch": r["best_epoch"], "train_seconds": r["train_seconds"]}
+                                          for r in runs] for m, runs in results.items()}},
+        indent=2))
+    print(text)
+    print("\n".join(lines))
+    print(f"(mean ± sample std over {len(args.seeds)} seeds; wall time {wall / 60:.1f} min; runs in {output})")
+
+
+if __name__ == "__main__":
+    main()

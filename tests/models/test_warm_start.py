@@ -1,0 +1,58 @@
+"""Continuing a run: warm start from a saved run (init_from) and the wall-clock TimeLimit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_attnrec.data.readers import read_movielens_100k
+from tf_attnrec.data.splits import leave_one_out_split
+from tf_attnrec.data.vocabulary import Vocabulary
+from tf_attnrec.models.registry import create_model
+from tf_attnrec.models.saving import load_model, load_weights_from_run
+from tf_attnrec.training import train_sequential
+
+CONFIG = {"max_length": 20, "hidden_dim": 16, "num_blocks": 1}
+
+
+@pytest.fixture(scope="module")
+def trained_run(shared_data_dir, tmp_path_factory):
+    split = leave_one_out_split(read_movielens_100k(shared_data_dir / "ml-100k").interactions)
+    run_dir = tmp_path_factory.mktemp("warm") / "run"
+    model = create_model("sasrec", vocab_size=split.vocabulary.size, **CONFIG)
+    train_sequential(model, split, epochs=1, batch_size=256, evaluate_test=False, run_dir=run_dir, verbose=0)
+    return split, run_dir
+
+
+def test_warm_start_copies_the_saved_weights(trained_run):
+    split, run_dir = trained_run
+    saved, _, _ = load_model(run_dir)
+    fresh = create_model("sasrec", vocab_size=split.vocabulary.size, **CONFIG)
+    load_weights_from_run(fresh, run_dir, split.vocabulary)
+    histories = tf.constant([[0] * 15 + [5, 9, 2, 40, 7]], tf.int32)
+    np.testing.assert_allclose(fresh.score(histories).numpy(), saved.score(histories).numpy(), rtol=1e-6)
+
+
+def test_warm_start_refuses_another_architecture_or_vocabulary(trained_run):
+    split, run_dir = trained_run
+    wider = create_model("sasrec", vocab_size=split.vocabulary.size, **{**CONFIG, "hidden_dim": 32})
+    with pytest.raises(ValueError, match="config differs"):
+        load_weights_from_run(wider, run_dir, split.vocabulary)
+    same = create_model("sasrec", vocab_size=split.vocabulary.size, **CONFIG)
+    ids = [int(i) for i in split.vocabulary.raw_ids(np.arange(2, split.vocabulary.size))]
+    other = Vocabulary.from_ids(ids[:-1] + [max(ids) + 1000])  # same size, one item differs
+    assert other.size == split.vocabulary.size
+    with pytest.raises(ValueError, match="vocabulary differs"):
+        load_weights_from_run(same, run_dir, other)
+
+
+def test_time_limit_stops_after_the_first_validation(trained_run, tmp_path):
+    split, run_dir = trained_run
+    model = create_model("sasrec", vocab_size=split.vocabulary.size, **CONFIG)
+    result = train_sequential(
+        model, split, epochs=5, eval_every=1, batch_size=256, evaluate_test=False, init_from=run_dir,
+        time_limit_minutes=1e-6, validation_users=100, run_dir=tmp_path, verbose=0,
+    )
+    assert result.stopped_by == "time_limit"
+    assert len(result.history["loss"]) == 1
