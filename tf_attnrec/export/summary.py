@@ -34,8 +34,55 @@ class TensorInfo:
         return f"{self.dtype} [{dims}]"
 
 
+class PrintableSummary:
+    """`to_dict` and `__str__` shared by the export summaries (retrieval and ranking).
+
+    Subclasses are dataclasses with at least `export_dir`, `model_name`, `version`,
+    `signatures` and `files`; `details()` gives their own line of the printout.
+    """
+
+    def details(self) -> str:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (paths and tensor infos as strings)."""
+        result: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "signatures":
+                value = {
+                    name: {part: {key: str(info) for key, info in tensors.items()}
+                           for part, tensors in signature.items()}
+                    for name, signature in value.items()
+                }
+            elif field.name == "files":
+                value = {key: str(path) for key, path in value.items()}
+            elif isinstance(value, pathlib.Path):
+                value = str(value)
+            result[field.name] = value
+        return result
+
+    def __str__(self) -> str:
+        names = [key for signature in self.signatures.values() for part in signature.values()
+                 for key in part] + list(self.files)
+        width = max([16, *map(len, names)])
+        lines = [
+            f"SavedModel {self.export_dir}  (model_name={self.model_name!r}, "
+            f"version={self.version})",
+            f"  {self.details()}",
+        ]
+        for name, signature in self.signatures.items():
+            lines.append(f"  signature {name!r}:")
+            for part in ("inputs", "outputs"):
+                for key, info in signature[part].items():
+                    lines.append(f"    {part[:-1]:6s} {key:{width}s} {info}")
+        for key, path in self.files.items():
+            lines.append(f"  file {key:{width}s} {path}")
+        return "\n".join(lines)
+
+
 @dataclasses.dataclass(frozen=True)
-class ExportSummary:
+class ExportSummary(PrintableSummary):
     """The result of `export_retrieval` / `export_run`.
 
     Attributes:
@@ -70,37 +117,6 @@ class ExportSummary:
     signatures: Mapping[str, Mapping[str, Mapping[str, TensorInfo]]]
     files: Mapping[str, pathlib.Path]
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (paths and tensor infos as strings)."""
-        return {
-            "export_dir": str(self.export_dir),
-            "model_name": self.model_name,
-            "version": self.version,
-            "index": self.index,
-            "k": self.k,
-            "exclude_history": self.exclude_history,
-            "max_length": self.max_length,
-            "num_items": self.num_items,
-            "signatures": {
-                name: {part: {key: str(info) for key, info in tensors.items()}
-                       for part, tensors in signature.items()}
-                for name, signature in self.signatures.items()
-            },
-            "files": {key: str(path) for key, path in self.files.items()},
-        }
-
-    def __str__(self) -> str:
-        lines = [
-            f"SavedModel {self.export_dir}  (model_name={self.model_name!r}, "
-            f"version={self.version})",
-            f"  index={self.index}  k={self.k}  exclude_history={self.exclude_history}  "
-            f"max_length={self.max_length}  items={self.num_items:,}",
-        ]
-        for name, signature in self.signatures.items():
-            lines.append(f"  signature {name!r}:")
-            for part in ("inputs", "outputs"):
-                for key, info in signature[part].items():
-                    lines.append(f"    {part[:-1]:6s} {key:16s} {info}")
-        for key, path in self.files.items():
-            lines.append(f"  file {key:16s} {path}")
-        return "\n".join(lines)
+    def details(self) -> str:
+        return (f"index={self.index}  k={self.k}  exclude_history={self.exclude_history}  "
+                f"max_length={self.max_length}  items={self.num_items:,}")

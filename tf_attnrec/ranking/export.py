@@ -30,7 +30,7 @@ import dataclasses
 import pathlib
 import shutil
 import tempfile
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -45,7 +45,7 @@ from tf_attnrec.export.common import (
     validate_export_dir,
     write_id_file,
 )
-from tf_attnrec.export.summary import TensorInfo
+from tf_attnrec.export.summary import PrintableSummary, TensorInfo
 from tf_attnrec.ranking import schema
 from tf_attnrec.ranking.base import RankingModel
 from tf_attnrec.ranking.saving import ITEM_FEATURES_FILE, VOCABULARIES_FILE, build_ranker, load_ranker
@@ -147,7 +147,7 @@ class _RankingModule(tf.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class RankingExportSummary:
+class RankingExportSummary(PrintableSummary):
     """The result of `export_ranker` / `export_ranking_model`.
 
     Attributes:
@@ -177,38 +177,9 @@ class RankingExportSummary:
     signatures: Mapping[str, Mapping[str, Mapping[str, TensorInfo]]]
     files: Mapping[str, pathlib.Path]
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (paths and tensor infos as strings)."""
-        return {
-            "export_dir": str(self.export_dir),
-            "model_name": self.model_name,
-            "version": self.version,
-            "model_class": self.model_class,
-            "max_length": self.max_length,
-            "num_items": self.num_items,
-            "signatures": {
-                name: {part: {key: str(info) for key, info in tensors.items()}
-                       for part, tensors in signature.items()}
-                for name, signature in self.signatures.items()
-            },
-            "files": {key: str(path) for key, path in self.files.items()},
-        }
-
-    def __str__(self) -> str:
-        lines = [
-            f"SavedModel {self.export_dir}  (model_name={self.model_name!r}, "
-            f"version={self.version})",
-            f"  ranking model {self.model_class}  max_length={self.max_length}  "
-            f"items={self.num_items:,}  (user_id is accepted but not used by the model)",
-        ]
-        for name, signature in self.signatures.items():
-            lines.append(f"  signature {name!r}:")
-            for part in ("inputs", "outputs"):
-                for key, info in signature[part].items():
-                    lines.append(f"    {part[:-1]:6s} {key:17s} {info}")
-        for key, path in self.files.items():
-            lines.append(f"  file {key:17s} {path}")
-        return "\n".join(lines)
+    def details(self) -> str:
+        return (f"ranking model {self.model_class}  max_length={self.max_length}  "
+                f"items={self.num_items:,}  (user_id is accepted but not used by the model)")
 
 
 def _check_fits(model: RankingModel, vocabularies: FeatureVocabularies, item_genres: np.ndarray,
