@@ -187,3 +187,30 @@ def test_clear_errors():
         AttentionPooling(hidden_units=0)
     with pytest.raises(ValueError, match=r"\[batch, time, dim\]"):
         AttentionPooling()(values[0])
+
+
+@pytest.mark.parametrize("use_query", [False, True])
+def test_causal_pooling_equals_pooling_each_prefix(use_query):
+    values, _ = _inputs()
+    queries = np.random.default_rng(1).normal(size=(B, T, DQ)).astype(np.float32)
+    layer = AttentionPooling(hidden_units=7, use_query=use_query, activation="sigmoid")
+    query_arg = queries if use_query else None
+    pooled, weights = layer(values, query=query_arg, mask=MASK, causal=True, return_attention_scores=True)
+    pooled, weights = pooled.numpy(), weights.numpy()
+    assert pooled.shape == (B, T, D) and weights.shape == (B, T, T)
+    for t in range(T):
+        prefix = layer(values[:, : t + 1], query=queries[:, t] if use_query else None, mask=MASK[:, : t + 1])
+        np.testing.assert_allclose(pooled[:, t], prefix.numpy(), rtol=1e-5, atol=1e-6)
+    assert np.all(np.triu(weights, k=1) == 0), "position t never attends to a later position"
+    assert np.all(weights[:, :, ~MASK[1]][1] == 0), "padding gets weight 0"
+    assert np.all(pooled[2] == 0) and np.all(pooled[1, :2] == 0), "a prefix of padding pools to 0"
+    assert np.isfinite(pooled).all()
+    # Later positions differ from earlier ones, so the prefix comparison above is not vacuous.
+    assert not np.allclose(pooled[0, 1], pooled[0, -1])
+
+
+def test_causal_pooling_rejects_a_single_query():
+    values, query = _inputs()
+    layer = AttentionPooling(use_query=True)
+    with pytest.raises(ValueError, match=r"\[batch, time, dim\] with causal=True"):
+        layer(values, query=query, mask=MASK, causal=True)

@@ -180,3 +180,28 @@ def test_clear_errors():
         RecurrentAttentionEncoder(UNITS, dropout=1.0)
     with pytest.raises(ValueError, match=r"\[batch, time, dim\]"):
         RecurrentAttentionEncoder(UNITS)(_inputs()[0])
+
+
+@pytest.mark.parametrize("cell,output", [("lstm", "concat"), ("gru", "sum"), ("lstm", "projection")])
+def test_return_sequences_encodes_every_prefix(cell, output):
+    """Position t of return_sequences=True is the encoding of inputs[:, :t + 1]."""
+    x = _inputs()
+    encoder = RecurrentAttentionEncoder(UNITS, cell=cell, output=output)
+    sequences = encoder(x, mask=MASK, return_sequences=True).numpy()
+    assert sequences.shape == (B, T, encoder.output_dim)
+    for t in range(T):
+        prefix = encoder(x[:, : t + 1], mask=MASK[:, : t + 1]).numpy()
+        np.testing.assert_allclose(sequences[:, t], prefix, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sequences[:, -1], encoder(x, mask=MASK).numpy(), rtol=1e-5, atol=1e-6)
+    assert np.all(sequences[~MASK] == 0), "padded positions are 0"
+    assert not np.allclose(sequences[0, 2], sequences[0, -1])
+
+
+def test_return_sequences_gradients_finite():
+    x = tf.constant(_inputs())
+    encoder = RecurrentAttentionEncoder(UNITS, cell="lstm")
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(encoder(x, mask=MASK, return_sequences=True, training=True) ** 2)
+    grads = tape.gradient(loss, encoder.trainable_variables)
+    assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+    assert any(np.abs(g.numpy()).sum() > 0 for g in grads)

@@ -9,16 +9,22 @@ import tensorflow as tf
 from tests.models.conftest import MAX_LENGTH, VOCAB_SIZE
 from tf_attnrec.models.registry import create_model
 
-PER_POSITION = {"sasrec": {"hidden_dim": 8, "num_blocks": 2}, "mean_pooling": {"embedding_dim": 8}}
-QUERY_ONLY = {
+PER_POSITION = {
+    "sasrec": {"hidden_dim": 8, "num_blocks": 2},
+    "mean_pooling": {"embedding_dim": 8},
     "lstm_attention": {"embedding_dim": 8, "units": 8},
-    "attention_pooling": {"embedding_dim": 8},
+    "lstm_attention_gru": {"embedding_dim": 8, "units": 8, "cell": "gru"},
 }
+QUERY_ONLY = {"attention_pooling": {"embedding_dim": 8}}
+
+
+def _create(name: str, **config):
+    return create_model(name.removesuffix("_gru"), vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, **config)
 
 
 @pytest.mark.parametrize("name", sorted(PER_POSITION))
 def test_states_at_t_ignore_later_items(name):
-    model = create_model(name, vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, **PER_POSITION[name])
+    model = _create(name, **PER_POSITION[name])
     history = np.array([[0, 0, 5, 6, 7, 8, 9, 10]], np.int32)
     changed = history.copy()
     cut = 5  # positions 0..5 keep their items, 6.. change
@@ -35,7 +41,7 @@ def test_states_at_t_ignore_later_items(name):
 @pytest.mark.parametrize("name", sorted({**PER_POSITION, **QUERY_ONLY}))
 def test_padding_and_truncation_do_not_change_scores(name):
     config = {**PER_POSITION, **QUERY_ONLY}[name]
-    model = create_model(name, vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, **config)
+    model = _create(name, **config)
     short = np.array([[0, 0, 0, 0, 0, 4, 5, 6]], np.int32)
     scores = model.score(short).numpy()
     # A longer input keeps only the most recent MAX_LENGTH items.

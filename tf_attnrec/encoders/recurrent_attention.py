@@ -19,8 +19,9 @@ class RecurrentAttentionSequenceEncoder(SequenceEncoder):
     `output_projection` is that bilinear `B`, so the query lives in the item-embedding space
     and the item table is shared between input and output.
 
-    The encoder summarises a whole history into one vector (it has no per-position states),
-    so the retrieval head trains it on randomly cut prefixes of each training sequence.
+    The RNN is causal and the attention can be restricted to positions `<= t`, so
+    `encode_sequence` gives the encoding of every prefix in one pass and the retrieval head
+    trains on every position of every training sequence (as for SASRec).
 
     Args:
         vocab_size: Rows of the item table (`num_items + 2`).
@@ -37,7 +38,8 @@ class RecurrentAttentionSequenceEncoder(SequenceEncoder):
         training: Python bool, enables dropout.
 
     Returns:
-        `[B, embedding_dim]` query vectors.
+        `call`: `[B, embedding_dim]` query vectors; `encode_sequence`: `[B, L, embedding_dim]`
+        per-prefix queries (0 at padding).
 
     Example:
         >>> encoder = RecurrentAttentionSequenceEncoder(vocab_size=12, max_length=5,
@@ -46,7 +48,7 @@ class RecurrentAttentionSequenceEncoder(SequenceEncoder):
         TensorShape([1, 8])
     """
 
-    supports_all_positions = False
+    supports_all_positions = True
 
     def __init__(
         self,
@@ -96,6 +98,13 @@ class RecurrentAttentionSequenceEncoder(SequenceEncoder):
         x = self.embedding(history, training=training)
         encoding = self.recurrent(x, mask=mask, training=training)
         return self.output_projection(encoding)
+
+    def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        history = self._prepare(history)
+        mask = tf.not_equal(history, 0)
+        x = self.embedding(history, training=training)
+        encoding = self.recurrent(x, mask=mask, training=training, return_sequences=True)
+        return self.output_projection(encoding)  # no bias: padded positions stay 0
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -96,9 +96,13 @@ class AttentionPooling(tf.keras.layers.Layer):
         query: Float tensor `[B, Dq]`; required iff `use_query=True`.
         mask: Optional boolean `[B, T]` (True = real). Defaults to `values._keras_mask`.
         return_attention_scores: If True, also return the weights `[B, T]`.
+        causal: If True, pool once per position: output `t` pools positions `<= t` (with
+            query `query[:, t]`, so `query` is `[B, T, Dq]`), exactly what `call` returns for
+            the prefix `values[:, :t + 1]`. Used to train next-item models at every position.
 
     Returns:
-        `[B, D]` pooled vectors, or `(pooled, weights)`.
+        `[B, D]` pooled vectors (`[B, T, D]` and weights `[B, T, T]` with `causal=True`), or
+        `(pooled, weights)`.
 
     Example:
         >>> pool = AttentionPooling(hidden_units=16)
@@ -160,6 +164,7 @@ class AttentionPooling(tf.keras.layers.Layer):
         query: Optional[tf.Tensor] = None,
         mask: Optional[tf.Tensor] = None,
         return_attention_scores: bool = False,
+        causal: bool = False,
     ) -> Union[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
         if self.use_query and query is None:
             raise ValueError(
@@ -178,14 +183,44 @@ class AttentionPooling(tf.keras.layers.Layer):
         hidden = self.value_projection(values)  # [B, T, H]
         if self.query_projection is not None:
             query = tf.convert_to_tensor(query)
-            if query.shape.rank is not None and query.shape.rank != 2:
+            expected = 3 if causal else 2
+            if query.shape.rank is not None and query.shape.rank != expected:
                 raise ValueError(
-                    f"AttentionPooling: `query` must have shape [batch, dim]; got {query.shape}."
+                    f"AttentionPooling: `query` must have shape "
+                    f"{'[batch, time, dim] with causal=True' if causal else '[batch, dim]'}; "
+                    f"got {query.shape}."
                 )
+        if causal:
+            return self._causal_pooling(values, hidden, query, mask, return_attention_scores)
+        if self.query_projection is not None:
             hidden = hidden + self.query_projection(query)[:, tf.newaxis, :]
         scores = tf.squeeze(self.score(self._activation_fn(hidden)), axis=-1)  # [B, T]
         weights = masked_softmax(scores, mask)
         pooled = tf.einsum("bt,btd->bd", tf.cast(weights, values.dtype), values)
+        if return_attention_scores:
+            return pooled, weights
+        return pooled
+
+    def _causal_pooling(
+        self,
+        values: tf.Tensor,
+        hidden: tf.Tensor,
+        query: Optional[tf.Tensor],
+        mask: Optional[tf.Tensor],
+        return_attention_scores: bool,
+    ) -> Union[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
+        """Pools positions `<= t` for every `t`: scores `[B, T(query), T(value), H]`."""
+        hidden = hidden[:, tf.newaxis, :, :]  # [B, 1, T, H]
+        if self.query_projection is not None:
+            hidden = hidden + self.query_projection(query)[:, :, tf.newaxis, :]  # [B, T, T, H]
+        scores = tf.squeeze(self.score(self._activation_fn(hidden)), axis=-1)  # [B, T or 1, T]
+        length = tf.shape(values)[1]
+        scores = tf.broadcast_to(scores, tf.stack([tf.shape(values)[0], length, length]))
+        allowed = tf.linalg.band_part(tf.ones(tf.stack([length, length]), tf.bool), -1, 0)[tf.newaxis]
+        if mask is not None:
+            allowed = allowed & mask[:, tf.newaxis, :]
+        weights = masked_softmax(scores, allowed)  # [B, T, T]; a prefix of padding -> zeros
+        pooled = tf.einsum("btj,bjd->btd", tf.cast(weights, values.dtype), values)
         if return_attention_scores:
             return pooled, weights
         return pooled

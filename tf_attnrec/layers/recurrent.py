@@ -42,9 +42,14 @@ class RecurrentAttentionEncoder(tf.keras.layers.Layer):
         inputs: Float tensor `[B, T, D]`.
         mask: Optional boolean `[B, T]` (True = real item). Defaults to `inputs._keras_mask`.
         training: Python bool, enables dropout.
+        return_sequences: If True, encode every prefix in one pass: position `t` combines the
+            hidden state at `t` with attention over the states `<= t` (query: the state at
+            `t`), which is what the layer returns for `inputs[:, :t + 1]`. Lets a next-item
+            model train on every position, like SASRec. Padded positions are 0.
 
     Returns:
-        `[B, output_dim]` with `output_dim = 2 * units` for "concat", else `units`.
+        `[B, output_dim]` with `output_dim = 2 * units` for "concat", else `units`
+        (`[B, T, output_dim]` with `return_sequences=True`).
 
     Example:
         >>> encoder = RecurrentAttentionEncoder(units=16, cell="gru")
@@ -119,6 +124,7 @@ class RecurrentAttentionEncoder(tf.keras.layers.Layer):
         inputs: tf.Tensor,
         mask: Optional[tf.Tensor] = None,
         training: Optional[bool] = None,
+        return_sequences: bool = False,
     ) -> tf.Tensor:
         if inputs.shape.rank != 3:
             raise ValueError(
@@ -129,14 +135,22 @@ class RecurrentAttentionEncoder(tf.keras.layers.Layer):
         x = self.input_dropout(inputs, training=training)
         rnn_outputs = self.rnn(x, mask=mask, training=training)
         states, final_state = rnn_outputs[0], rnn_outputs[1]  # LSTM adds the cell state
-        local = self.local_attention(states, query=final_state, mask=mask)
-        if self.output_mode == "sum":
-            encoding = final_state + local
+        if return_sequences:
+            # With left padding the state at each real t is that prefix's final state.
+            local = self.local_attention(states, query=states, mask=mask, causal=True)
+            encoding = self._combine(states, local)
+            if mask is not None:
+                encoding = encoding * tf.cast(mask, encoding.dtype)[:, :, tf.newaxis]
         else:
-            encoding = tf.concat([final_state, local], axis=-1)
-            if self.projection is not None:
-                encoding = self.projection(encoding)
+            encoding = self._combine(final_state, self.local_attention(states, query=final_state, mask=mask))
         return self.output_dropout(encoding, training=training)
+
+    def _combine(self, global_state: tf.Tensor, local: tf.Tensor) -> tf.Tensor:
+        """NARM's `[global, local]` (or their sum / projection), on the last axis."""
+        if self.output_mode == "sum":
+            return global_state + local
+        encoding = tf.concat([global_state, local], axis=-1)
+        return self.projection(encoding) if self.projection is not None else encoding
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> None:
         # The time axis is encoded away.

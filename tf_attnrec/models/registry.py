@@ -181,8 +181,10 @@ register_model(
             "attention_units": None,
             "dropout": 0.2,
         },
-        task_defaults={"loss": "softmax", "prefixes_per_sequence": 4},
-        training_defaults=_COMMON_TRAINING,
+        task_defaults={"loss": "softmax"},
+        # Every position is a target; with max_length 50 long sequences are cut into windows
+        # so every training item is a target once per pass (not only the last 50).
+        training_defaults={**_COMMON_TRAINING, "split_long_sequences": True},
     )
 )
 register_model(
