@@ -141,3 +141,17 @@ def test_popularity_ranks_by_count():
     model.adapt([np.array([2, 3, 3, 4, 4, 4])])
     ranking = np.argsort(-model.score(tf.zeros([1, 3], tf.int32)).numpy()[0])
     assert ranking[:3].tolist() == [4, 3, 2]
+
+
+@pytest.mark.parametrize("loss", ["softmax", "bce"])
+def test_train_step_compiles_with_xla(loss):
+    """jit_compile=True needs static shapes: BCE draws its negatives on the [B * L] grid."""
+    # Learnable: the next item is always the current one + 1.
+    sequences = [list(range(start, min(start + 8, VOCAB_SIZE))) for start in range(2, VOCAB_SIZE - 3)] * 4
+    model = create_model("sasrec", vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, hidden_dim=8,
+                         num_blocks=1, loss=loss)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), jit_compile=True)
+    dataset = next_item_dataset(sequences, MAX_LENGTH, batch_size=8, drop_remainder=True)
+    history = model.fit(dataset, epochs=5, verbose=0).history["loss"]
+    assert np.isfinite(history).all()
+    assert history[-1] < history[0], "the compiled step must learn"

@@ -170,8 +170,9 @@ class SequentialRetrievalModel(tfrs.Model):
     # ------------------------------------------------------------------ training
     def _gather_targets(
         self, features: Mapping[str, tf.Tensor], training: bool
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """Query states `[N, D]` and their target ids `[N]` for all (non-padded) targets."""
+    ) -> tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor]]:
+        """Query states `[N, D]`, their target ids `[N]` for all (non-padded) targets, and
+        their positions in the flattened `[B * L]` targets (None for sampled prefixes)."""
         history = self._history(features)
         targets = tf.cast(features["targets"], tf.int32)
         if self.encoder.supports_all_positions:
@@ -179,9 +180,9 @@ class SequentialRetrievalModel(tfrs.Model):
             flat_states = tf.reshape(states, [-1, tf.shape(states)[-1]])
             flat_targets = tf.reshape(targets, [-1])
             positions = tf.where(flat_targets > 0)[:, 0]
-            return tf.gather(flat_states, positions), tf.gather(flat_targets, positions)
+            return tf.gather(flat_states, positions), tf.gather(flat_targets, positions), positions
         prefixes, prefix_targets = self._sample_prefixes(history, targets)
-        return self.encoder(prefixes, training=training), prefix_targets
+        return self.encoder(prefixes, training=training), prefix_targets, None
 
     def _sample_prefixes(
         self, history: tf.Tensor, targets: tf.Tensor
@@ -214,7 +215,7 @@ class SequentialRetrievalModel(tfrs.Model):
                 "(see tf_attnrec.data.pipelines.next_item_dataset); got "
                 f"{type(features).__name__}."
             )
-        queries, target_ids = self._gather_targets(features, training)
+        queries, target_ids, positions = self._gather_targets(features, training)
         table = self.item_embeddings
         if self.loss_name == "softmax":
             # Rows 0 and 1 are never targets: score only real items (ids shift by 2), which
@@ -222,7 +223,13 @@ class SequentialRetrievalModel(tfrs.Model):
             logits = tf.matmul(queries, table[2:], transpose_b=True)
             return self.task(target_ids - 2, logits)
         if self.loss_name == "bce":
-            negative_ids = tf.random.uniform(tf.shape(target_ids), 2, self.vocab_size, tf.int32)
+            if positions is None:
+                negative_ids = tf.random.uniform(tf.shape(target_ids), 2, self.vocab_size, tf.int32)
+            else:
+                # Drawn over the whole [B * L] grid (a static shape, so XLA compiles the
+                # step), then gathered like the targets: one negative per position.
+                grid = tf.random.uniform([tf.size(features["targets"])], 2, self.vocab_size, tf.int32)
+                negative_ids = tf.gather(grid, positions)
             positive_logits = tf.reduce_sum(queries * tf.gather(table, target_ids), axis=-1)
             negative_logits = tf.reduce_sum(queries * tf.gather(table, negative_ids), axis=-1)
             logits = tf.concat([positive_logits, negative_logits], axis=0)
