@@ -159,7 +159,7 @@ register_model(
             "num_heads": 1,
             "ff_dim": None,
             "ff_activation": "relu",
-            "dropout": 0.2,
+            "dropout": 0.1,  # 0.2 measured worse on ML-1M (models/sasrec/README.md)
             "attention_dropout": None,
             "position": "learned",
             "norm_first": True,
