@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
+import types
 
 import pytest
 
@@ -24,3 +26,11 @@ def shared_data_dir() -> pathlib.Path:
             "holding ml-1m/ and ml-100k/."
         )
     return SHARED_DATA
+
+
+def load_benchmark(name: str) -> types.ModuleType:
+    """Imports `benchmarks/<name>.py` (a script folder, not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,7 +5,6 @@ No timing assertion: the numbers are checked for correctness, not speed.
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 
 import numpy as np
@@ -13,18 +12,15 @@ import pytest
 
 import tf_attnrec  # noqa: F401  (Keras 2 before TensorFlow)
 
+from tests.conftest import load_benchmark
 from tests.evaluation import _reference as ref
 
-BENCHMARK = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "evaluation_speed.py"
 NUM_USERS, MAX_LENGTH = 60, 30
 
 
 @pytest.fixture(scope="module")
 def speed_script():
-    spec = importlib.util.spec_from_file_location("evaluation_speed", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("evaluation_speed")
 
 
 def _sasrec_sequences(path: pathlib.Path, num_users: int) -> dict[int, list[int]]:

@@ -6,21 +6,17 @@ arithmetic is checked on hand-made metrics, so a wrong spread or verdict fails.
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
 
-BENCHMARK = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "ranking_table.py"
+from tests.conftest import load_benchmark
+
 
 
 @pytest.fixture(scope="module")
 def table_script():
-    spec = importlib.util.spec_from_file_location("ranking_table", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ranking_table")
 
 
 def _run(seed: int, gauc: float, auc: float = 0.8, log_loss: float = 0.4) -> dict:
