@@ -85,6 +85,20 @@ def test_evaluate_rebuilds_the_split_and_reproduces_the_test_metrics(trained_run
     assert f"{saved['hr@10']:.4f}" in out
 
 
+def test_a_warm_started_run_records_its_origin_and_can_be_evaluated(trained_run, ml100k_dir, tmp_path, capsys):
+    run_dir, _ = trained_run
+    continued = tmp_path / "continued"
+    status, _, err = _run(["train", "--dataset", "ml-100k", "--data-dir", str(ml100k_dir), "--output",
+                           str(continued), "--init-from", str(run_dir), "--quiet", *TINY], capsys)
+    assert status == 0, err
+    config = yaml.safe_load((continued / "config.yaml").read_text())
+    assert config["init_from"] == str(run_dir)
+    status, out, err = _run(["evaluate", str(continued)], capsys)
+    assert status == 0, err
+    saved = json.loads((continued / "metrics.json").read_text())["test"]
+    assert f"{saved['ndcg@10']:.4f}" in out
+
+
 def test_evaluate_sampled_protocol_is_labelled_and_never_below_full(trained_run, tmp_path, capsys):
     run_dir, _ = trained_run
     output = tmp_path / "sampled.json"

@@ -39,7 +39,8 @@ METRICS_FILE = "metrics.json"  # written by tf_attnrec.training.train_sequential
 ITEMS_FORMAT = "tf_attnrec.items/1"
 DEFAULT_MODEL = "sasrec"
 # Keys of a zoo / run config: the first five are used, the rest are provenance only.
-CONFIG_KEYS = ("model", "dataset", "data_dir", "model_config", "training", "source", "created", "version")
+CONFIG_KEYS = ("model", "dataset", "data_dir", "model_config", "training", "source", "created", "version",
+               "init_from")
 # train_sequential arguments that the command sets itself rather than the config.
 _RESERVED_TRAINING_KEYS = ("model", "split", "run_dir", "extra_config", "callbacks", "verbose")
 
