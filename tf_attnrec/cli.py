@@ -38,14 +38,24 @@ ITEMS_FILE = "items.json"
 METRICS_FILE = "metrics.json"  # written by tf_attnrec.training.train_sequential
 ITEMS_FORMAT = "tf_attnrec.items/1"
 DEFAULT_MODEL = "sasrec"
-# Keys of a zoo / run config: the first five are used, the rest are provenance only.
-CONFIG_KEYS = ("model", "dataset", "data_dir", "model_config", "training", "source", "created", "version",
-               "init_from")
+# Keys of a zoo / run config: the first five are used, the rest are provenance that `train`
+# writes into a run's config.yaml (`_provenance`) and that is read back without effect.
+PROVENANCE_KEYS = ("source", "created", "version", "init_from")
+CONFIG_KEYS = ("model", "dataset", "data_dir", "model_config", "training", *PROVENANCE_KEYS)
 # train_sequential arguments that the command sets itself rather than the config.
 _RESERVED_TRAINING_KEYS = ("model", "split", "run_dir", "extra_config", "callbacks", "verbose")
 
 
 # ------------------------------------------------------------------------------------ configs
+
+def _provenance(data, stamp: str, init_from) -> dict:
+    """What a run's config.yaml records besides its config (keys: PROVENANCE_KEYS)."""
+    provenance = {"source": data.source, "created": stamp, "version": __version__}
+    if init_from:
+        provenance["init_from"] = str(init_from)
+    return provenance
+
+
 def zoo_config_path(model: str) -> Optional[pathlib.Path]:
     """`models/<model>/config.yaml` of the repository this package lives in, if present.
 
@@ -324,9 +334,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     split = leave_one_out_split(data.interactions)
     model = create_model(config["model"], vocab_size=split.vocabulary.size, **config["model_config"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    provenance = {"source": data.source, "created": stamp, "version": __version__}
-    if args.init_from:
-        provenance["init_from"] = str(args.init_from)
+    provenance = _provenance(data, stamp, args.init_from)
     (run_dir / RUN_CONFIG_FILE).write_text(yaml.safe_dump({**config, **provenance}, sort_keys=False))
     if data.items is not None and "title" in data.items:
         write_items(data.items, split.vocabulary, run_dir / ITEMS_FILE)
@@ -393,7 +401,7 @@ def _train_ranking(args: argparse.Namespace, config: dict, run_dir: pathlib.Path
         **{**config["model_config"], "max_length": max_length},
     )
     run_dir.mkdir(parents=True, exist_ok=True)
-    provenance = {"source": data.source, "created": stamp, "version": __version__}
+    provenance = _provenance(data, stamp, None)
     (run_dir / RUN_CONFIG_FILE).write_text(yaml.safe_dump({**config, **provenance}, sort_keys=False))
     if "title" in data.items:
         write_items(data.items, ranking_data.split.vocabulary, run_dir / ITEMS_FILE)

@@ -215,11 +215,10 @@ class AttentionPooling(tf.keras.layers.Layer):
             hidden = hidden + self.query_projection(query)[:, :, tf.newaxis, :]  # [B, T, T, H]
         scores = tf.squeeze(self.score(self._activation_fn(hidden)), axis=-1)  # [B, T or 1, T]
         length = tf.shape(values)[1]
-        scores = tf.broadcast_to(scores, tf.stack([tf.shape(values)[0], length, length]))
         allowed = tf.linalg.band_part(tf.ones(tf.stack([length, length]), tf.bool), -1, 0)[tf.newaxis]
         if mask is not None:
             allowed = allowed & mask[:, tf.newaxis, :]
-        weights = masked_softmax(scores, allowed)  # [B, T, T]; a prefix of padding -> zeros
+        weights = masked_softmax(scores, allowed)  # broadcast to [B, T, T]; padding-only prefix -> 0
         pooled = tf.einsum("btj,bjd->btd", tf.cast(weights, values.dtype), values)
         if return_attention_scores:
             return pooled, weights
