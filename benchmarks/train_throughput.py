@@ -27,7 +27,10 @@ The achieved GFLOP/s is printed next to a plain `tf.matmul` (n x n float32) meas
 same process, as a ceiling for this machine. Usage:
 
     python benchmarks/train_throughput.py [--data-dir ../shared/data] [--steps 20]
-        [--warmup 3] [--jit] [--configs zoo reference] [--matmul-size 1024]
+        [--warmup 3] [--compile graph xla] [--configs zoo reference] [--matmul-size 1024]
+
+`--compile graph xla` times every configuration both as a plain `tf.function` graph and with
+XLA (`jit_compile=True`) in the same process, one row each, so the two can be compared.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ REFERENCE = {
 @dataclasses.dataclass
 class Measurement:
     name: str
+    compile: str
     hidden_dim: int
     num_blocks: int
     num_heads: int
@@ -145,7 +149,8 @@ def measure(name: str, config: dict, split, steps: int, warmup: int, jit: bool, 
     elapsed = time.perf_counter() - start
     flops = training_flops(model_config, split.vocabulary.size, sequences / steps, positions / steps)
     return Measurement(
-        name=name, hidden_dim=model_config["hidden_dim"], num_blocks=model_config["num_blocks"],
+        name=name, compile="xla" if jit else "graph",
+        hidden_dim=model_config["hidden_dim"], num_blocks=model_config["num_blocks"],
         num_heads=model_config["num_heads"], max_length=model_config["max_length"],
         batch_size=batch_size, loss=model_config["loss"], steps_per_epoch=steps_per_epoch,
         sequences_per_second=sequences / elapsed, seconds_per_step=elapsed / steps,
@@ -160,7 +165,8 @@ def main(argv: Optional[Sequence[str]] = None) -> list:
                         help="folder holding ml-1m/ml-1m.txt (default ../shared/data)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (tracing)")
-    parser.add_argument("--jit", action="store_true", help="compile the train step with XLA")
+    parser.add_argument("--compile", nargs="+", choices=("graph", "xla"), default=["graph"],
+                        help="how the train step is compiled: tf.function graph and/or XLA")
     parser.add_argument("--configs", nargs="+", choices=("zoo", "reference"), default=["zoo", "reference"])
     parser.add_argument("--matmul-size", type=int, default=1024)
     args = parser.parse_args(argv)
@@ -172,7 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list:
     threads = tf.config.threading.get_intra_op_parallelism_threads() or "TF default"
     devices = ", ".join(d.device_type for d in tf.config.list_physical_devices()) or "CPU"
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores visible, "
-          f"devices {devices}, intra-op threads {threads}; TF {tf.__version__}, XLA jit={args.jit}")
+          f"devices {devices}, intra-op threads {threads}; TF {tf.__version__}")
     print(f"data: ml-1m (SASRec form), {split.num_users:,} training sequences, vocab_size "
           f"{split.vocabulary.size:,}")
     peak = matmul_gflops(args.matmul_size)
@@ -181,17 +187,18 @@ def main(argv: Optional[Sequence[str]] = None) -> list:
     configs = {"zoo": zoo_config(), "reference": REFERENCE}
     results, failures = [], []
     for name in args.configs:
-        try:
-            results.append(measure(name, configs[name], split, args.steps, args.warmup, args.jit))
-        except tf.errors.OpError as error:  # e.g. a step XLA cannot compile: report, go on
-            lines = [line.strip() for line in error.message.splitlines() if line.strip()]
-            reason = next((line for line in lines if "must be" in line), lines[0] if lines else "")
-            failures.append(f"{name}: {type(error).__name__}: {reason}")
-    header = (f"{'config':<10}{'d':>4}{'blk':>4}{'head':>5}{'L':>5}{'batch':>6} {'loss':<8}{'steps/ep':>9}"
+        for mode in args.compile:
+            try:
+                results.append(measure(name, configs[name], split, args.steps, args.warmup, mode == "xla"))
+            except tf.errors.OpError as error:  # e.g. a step XLA cannot compile: report, go on
+                lines = [line.strip() for line in error.message.splitlines() if line.strip()]
+                reason = next((line for line in lines if "must be" in line), lines[0] if lines else "")
+                failures.append(f"{name} ({mode}): {type(error).__name__}: {reason}")
+    header = (f"{'config':<10}{'compile':<8}{'d':>4}{'blk':>4}{'head':>5}{'L':>5}{'batch':>6} {'loss':<8}{'steps/ep':>9}"
               f"{'seq/s':>9}{'s/step':>8}{'s/epoch*':>10}{'GFLOP/step':>11}{'GFLOP/s':>9}{'%matmul':>8}")
     print(header)
     for r in results:
-        print(f"{r.name:<10}{r.hidden_dim:>4}{r.num_blocks:>4}{r.num_heads:>5}{r.max_length:>5}{r.batch_size:>6} "
+        print(f"{r.name:<10}{r.compile:<8}{r.hidden_dim:>4}{r.num_blocks:>4}{r.num_heads:>5}{r.max_length:>5}{r.batch_size:>6} "
               f"{r.loss:<8}{r.steps_per_epoch:>9}{r.sequences_per_second:>9.1f}{r.seconds_per_step:>8.3f}"
               f"{r.seconds_per_epoch:>10.1f}{r.gflop_per_step:>11.2f}{r.gflop_per_second:>9.1f}"
               f"{100 * r.gflop_per_second / peak:>7.0f}%")

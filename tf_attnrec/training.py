@@ -205,9 +205,10 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
         if self.verbose:
             shown = " ".join(f"{k}={v:.4f}" for k, v in values.items() if "@10" in k)
             loss = (logs or {}).get("loss", float("nan"))
+            rate = float(tf.keras.backend.get_value(self.model.optimizer.learning_rate))
             print(
                 f"pass {(epoch + 1) * self.passes_per_epoch}: loss={loss:.4f} {shown} "
-                f"train {train_seconds / self.passes_per_epoch:.1f}s/pass "
+                f"lr={rate:.3g} train {train_seconds / self.passes_per_epoch:.1f}s/pass "
                 f"val {time.perf_counter() - start:.1f}s",
                 flush=True,
             )
@@ -286,6 +287,9 @@ def train_sequential(
     extra_config: Optional[dict] = None,
     init_from: Optional[PathLike] = None,
     time_limit_minutes: Optional[float] = None,
+    reduce_lr_patience: Optional[int] = None,
+    reduce_lr_factor: float = 0.3,
+    min_learning_rate: float = 1e-5,
     callbacks: Sequence[tf.keras.callbacks.Callback] = (),
     verbose: int = 1,
 ) -> TrainingResult:
@@ -319,6 +323,12 @@ def train_sequential(
             vocabulary), to continue a run that stopped; the optimizer starts afresh.
         time_limit_minutes: Stop after the first validation past this budget (best weights
             kept, then tested and saved as usual).
+        reduce_lr_patience: If set, multiply the learning rate by `reduce_lr_factor` after
+            this many passes without improvement of `monitor` (Keras
+            `ReduceLROnPlateau`); keep it below `patience` so the lower rate gets a chance
+            before early stopping. The rate is logged as `lr` in the history.
+        reduce_lr_factor: Learning-rate multiplier at each plateau.
+        min_learning_rate: The rate is never reduced below this.
         callbacks: Extra Keras callbacks (run after validation and early stopping).
         verbose: 0 silent, 1 one line per validation, 2 also Keras progress per epoch.
 
@@ -333,6 +343,11 @@ def train_sequential(
         result.test["ndcg@10"]
         ```
     """
+    if reduce_lr_patience is not None and reduce_lr_patience >= patience:
+        raise ValueError(
+            f"reduce_lr_patience ({reduce_lr_patience}) must be smaller than patience "
+            f"({patience}), or early stopping ends the run before the rate is reduced."
+        )
     tf.keras.utils.set_random_seed(seed)
     max_length = max_length or model.max_length
     model.adapt(split.train)
@@ -368,6 +383,18 @@ def train_sequential(
             restore_best_weights=True,
         )
         all_callbacks = [validation, early_stopping]
+        if reduce_lr_patience is not None:
+            all_callbacks.append(
+                tf.keras.callbacks.ReduceLROnPlateau(
+                    monitor=monitor,
+                    mode="max",
+                    factor=reduce_lr_factor,
+                    patience=max(1, math.ceil(reduce_lr_patience / eval_every)),
+                    min_lr=min_learning_rate,
+                    min_delta=0.0,
+                    verbose=0,
+                )
+            )
         time_limit = TimeLimit(time_limit_minutes) if time_limit_minutes else None
         if time_limit is not None:
             all_callbacks.append(time_limit)

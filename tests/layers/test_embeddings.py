@@ -43,6 +43,26 @@ def test_learned_positions_align_at_the_end_and_train():
         layer, lambda l: tf.reduce_sum(l(tf.zeros([2, MAX_LEN, D])) ** 2))
 
 
+def test_start_aligned_positions_count_the_real_items():
+    layer = PositionEmbedding(MAX_LEN, output_dim=D, alignment="start")
+    out = layer(IDS, mask=IDS != 0).numpy()
+    table = layer.position_embeddings.numpy()
+    np.testing.assert_array_equal(out[0, :3], 0.0)  # padding
+    np.testing.assert_array_equal(out[0, 3:], table[:3])  # first real item gets index 0
+    np.testing.assert_array_equal(out[1], table)
+    # Without a mask every position is real: the plain index from the start.
+    np.testing.assert_array_equal(layer(IDS[:, :2]).numpy()[0], table[:2])
+
+
+@pytest.mark.parametrize("alignment", ["end", "start"])
+def test_state_of_a_prefix_keeps_its_positions_only_when_start_aligned(alignment):
+    layer = ItemSequenceEmbedding(VOCAB, D, MAX_LEN, position_alignment=alignment)
+    full = layer(IDS[1:]).numpy()
+    prefix = layer(IDS[1:, :3]).numpy()  # the first three items alone
+    same = np.allclose(prefix[0], full[0, :3])
+    assert same == (alignment == "start")
+
+
 def test_position_embedding_rejects_too_long_sequences():
     layer = PositionEmbedding(MAX_LEN, kind="learned")
     with pytest.raises(ValueError, match="max_length=6"):
@@ -115,6 +135,7 @@ def test_mixed_float16():
                               embeddings_initializer="random_normal", name="pos"),
     lambda: ItemSequenceEmbedding(VOCAB, D, MAX_LEN, position="learned", dropout=0.1,
                                   scale=False, embeddings_regularizer="l2"),
+    lambda: ItemSequenceEmbedding(VOCAB, D, MAX_LEN, position_alignment="start"),
 ])
 def test_config_round_trip(layer_fn):
     ref.assert_config_round_trip(layer_fn(), lambda l: l(IDS))
@@ -155,3 +176,7 @@ def test_bad_ids_and_arguments_raise_clear_errors():
         ItemSequenceEmbedding(VOCAB, D, MAX_LEN, position="absolute")
     with pytest.raises(ValueError, match="vocab_size=2"):
         ItemSequenceEmbedding(2, D, MAX_LEN)
+    with pytest.raises(ValueError, match="position_alignment='left'"):
+        ItemSequenceEmbedding(VOCAB, D, MAX_LEN, position_alignment="left")
+    with pytest.raises(ValueError, match="alignment='left'"):
+        PositionEmbedding(MAX_LEN, alignment="left")

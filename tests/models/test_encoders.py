@@ -14,8 +14,8 @@ PER_POSITION = {
     "mean_pooling": {"embedding_dim": 8},
     "lstm_attention": {"embedding_dim": 8, "units": 8},
     "lstm_attention_gru": {"embedding_dim": 8, "units": 8, "cell": "gru"},
+    "attention_pooling": {"embedding_dim": 8},
 }
-QUERY_ONLY = {"attention_pooling": {"embedding_dim": 8}}
 
 
 def _create(name: str, **config):
@@ -38,10 +38,39 @@ def test_states_at_t_ignore_later_items(name):
     assert (before[0, :2] == 0).all(), "padded positions output zeros"
 
 
-@pytest.mark.parametrize("name", sorted({**PER_POSITION, **QUERY_ONLY}))
+# Encoders whose state at t does not depend on the window: no position embeddings, or
+# start-aligned ones. End-aligned positions (original SASRec) count back from the window's last
+# slot, so a prefix fed alone sits at other positions (tested below).
+PREFIX_EXACT = {
+    "mean_pooling": PER_POSITION["mean_pooling"],
+    "lstm_attention": PER_POSITION["lstm_attention"],
+    "lstm_attention_gru": PER_POSITION["lstm_attention_gru"],
+    "attention_pooling": PER_POSITION["attention_pooling"],  # start-aligned by default
+    "sasrec": {**PER_POSITION["sasrec"], "position_alignment": "start"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PREFIX_EXACT))
+def test_state_at_t_is_the_query_of_the_prefix_ending_at_t(name):
+    """Training on every position trains exactly the query `call` computes for that prefix."""
+    model = _create(name, **PREFIX_EXACT[name])
+    history = np.array([[0, 0, 5, 6, 7, 8, 9, 10]], np.int32)
+    states = model.encoder.encode_sequence(history, training=False).numpy()
+    for t in range(2, MAX_LENGTH):
+        query = model.encoder(history[:, : t + 1], training=False).numpy()
+        np.testing.assert_allclose(states[:, t], query, rtol=1e-5, atol=1e-5, err_msg=f"t={t}")
+
+
+def test_end_aligned_positions_make_the_state_depend_on_the_window():
+    model = _create("sasrec", **PER_POSITION["sasrec"], position_alignment="end")
+    history = np.array([[0, 0, 5, 6, 7, 8, 9, 10]], np.int32)
+    states = model.encoder.encode_sequence(history, training=False).numpy()
+    assert not np.allclose(states[:, 4], model.encoder(history[:, :5], training=False).numpy())
+
+
+@pytest.mark.parametrize("name", sorted(PER_POSITION))
 def test_padding_and_truncation_do_not_change_scores(name):
-    config = {**PER_POSITION, **QUERY_ONLY}[name]
-    model = _create(name, **config)
+    model = _create(name, **PER_POSITION[name])
     short = np.array([[0, 0, 0, 0, 0, 4, 5, 6]], np.int32)
     scores = model.score(short).numpy()
     # A longer input keeps only the most recent MAX_LENGTH items.

@@ -11,6 +11,7 @@ import yaml
 
 from tests.models.conftest import MAX_LENGTH, VOCAB_SIZE
 from tf_attnrec.data.pipelines import next_item_dataset
+from tf_attnrec.encoders.mean_pooling import MeanPoolingEncoder
 from tf_attnrec.models.popularity import PopularityModel
 from tf_attnrec.models.registry import (
     create_model,
@@ -104,9 +105,16 @@ def test_sampled_losses_need_item_counts(sequences):
         model.compute_loss(batch, training=True)
 
 
+class QueryOnlyEncoder(MeanPoolingEncoder):
+    """An encoder without per-position states: the head trains it on sampled prefixes."""
+
+    supports_all_positions = False
+
+
 def test_prefix_sampling_cuts_real_prefixes():
-    model = create_model("attention_pooling", vocab_size=VOCAB_SIZE, max_length=6,
-                         prefixes_per_sequence=20, embedding_dim=8)
+    model = SequentialRetrievalModel(
+        QueryOnlyEncoder(vocab_size=VOCAB_SIZE, max_length=6, embedding_dim=8), prefixes_per_sequence=20
+    )
     history = tf.constant([[0, 0, 2, 3, 4, 5], [0, 0, 0, 0, 0, 0], [6, 7, 8, 9, 10, 11]])
     targets = tf.constant([[0, 0, 3, 4, 5, 12], [0, 0, 0, 0, 0, 0], [7, 8, 9, 10, 11, 13]])
     prefixes, prefix_targets = model._sample_prefixes(history, targets)
@@ -118,6 +126,8 @@ def test_prefix_sampling_cuts_real_prefixes():
         assert (prefix[: 6 - len(items)] == 0).all(), "prefixes stay left-padded"
         sequence = full[0] if items[0] == 2 else full[2]
         assert sequence[: len(items) + 1] == items + [target]
+    loss = model.compute_loss({"history": history, "targets": targets}, training=True)
+    assert np.isfinite(float(loss)) and float(loss) > 0
 
 
 @pytest.mark.parametrize("name", NEURAL_MODELS + ["popularity"])

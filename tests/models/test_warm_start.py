@@ -56,3 +56,23 @@ def test_time_limit_stops_after_the_first_validation(trained_run, tmp_path):
     )
     assert result.stopped_by == "time_limit"
     assert len(result.history["loss"]) == 1
+
+
+def test_learning_rate_is_reduced_on_a_validation_plateau(trained_run, tmp_path):
+    split, run_dir = trained_run
+    model = create_model("sasrec", vocab_size=split.vocabulary.size, **CONFIG)
+    # A rate this small leaves validation NDCG unchanged: every pass after the first is a plateau.
+    result = train_sequential(
+        model, split, epochs=3, eval_every=1, batch_size=256, learning_rate=1e-9, patience=3,
+        reduce_lr_patience=1, reduce_lr_factor=0.5, min_learning_rate=1e-12, init_from=run_dir,
+        validation_users=100, evaluate_test=False, verbose=0,
+    )
+    np.testing.assert_allclose(result.history["lr"], [1e-9, 1e-9, 5e-10], rtol=1e-5)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(2.5e-10, rel=1e-5)
+
+
+def test_learning_rate_patience_must_be_below_early_stopping_patience(trained_run):
+    split, _ = trained_run
+    model = create_model("sasrec", vocab_size=split.vocabulary.size, **CONFIG)
+    with pytest.raises(ValueError, match="reduce_lr_patience"):
+        train_sequential(model, split, epochs=1, patience=4, reduce_lr_patience=4, verbose=0)

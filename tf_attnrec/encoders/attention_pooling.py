@@ -17,7 +17,8 @@ class AttentionPoolingEncoder(SequenceEncoder):
 
     `pooled = AttentionPooling(values=history embeddings, query=last item embedding)` and the
     query vector is `W [pooled; last]` (bias-free), a STAMP-like short-term/long-term mix.
-    Without per-position states, the retrieval head trains it on randomly cut prefixes.
+    `encode_sequence` computes the same for every prefix at once (item `t` as the query,
+    attending over positions `<= t`), so the retrieval head trains on every position.
 
     Args:
         vocab_size: Rows of the item table (`num_items + 2`).
@@ -25,6 +26,9 @@ class AttentionPoolingEncoder(SequenceEncoder):
         embedding_dim: Item embedding size `D` (= query size).
         attention_units: Hidden size of the additive attention (default `D`).
         position: Position embeddings added to the history ("learned", "sinusoidal", None).
+        position_alignment: "end" or "start" (positions count the items before, so the state
+            of every prefix in `encode_sequence` equals its `call` query); see
+            `PositionEmbedding`.
         dropout: Dropout on the embeddings.
         **kwargs: Standard `tf.keras.layers.Layer` arguments.
 
@@ -33,7 +37,8 @@ class AttentionPoolingEncoder(SequenceEncoder):
         training: Python bool, enables dropout.
 
     Returns:
-        `[B, embedding_dim]` query vectors.
+        `[B, embedding_dim]` query vectors (`encode_sequence`: `[B, L, embedding_dim]`,
+        zeros at padded positions).
 
     Example:
         >>> encoder = AttentionPoolingEncoder(vocab_size=12, max_length=5, embedding_dim=8)
@@ -41,7 +46,7 @@ class AttentionPoolingEncoder(SequenceEncoder):
         TensorShape([1, 8])
     """
 
-    supports_all_positions = False
+    supports_all_positions = True
 
     def __init__(
         self,
@@ -50,6 +55,7 @@ class AttentionPoolingEncoder(SequenceEncoder):
         embedding_dim: int = 64,
         attention_units: Optional[int] = None,
         position: Optional[str] = "learned",
+        position_alignment: str = "end",
         dropout: float = 0.2,
         **kwargs: Any,
     ) -> None:
@@ -57,6 +63,7 @@ class AttentionPoolingEncoder(SequenceEncoder):
         self.embedding_dim = embedding_dim
         self.attention_units = attention_units
         self.position = position
+        self.position_alignment = position_alignment
         self.dropout = float(dropout)
         self.embedding = ItemSequenceEmbedding(
             vocab_size,
@@ -65,6 +72,7 @@ class AttentionPoolingEncoder(SequenceEncoder):
             position=position,
             dropout=self.dropout,
             scale=False,
+            position_alignment=position_alignment,
             name="item_sequence_embedding",
         )
         self.pooling = AttentionPooling(
@@ -86,6 +94,15 @@ class AttentionPoolingEncoder(SequenceEncoder):
         pooled = self.pooling(x, query=last, mask=mask)
         return self.output_projection(tf.concat([pooled, last], axis=-1))
 
+    def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        history = self._prepare(history)
+        mask = tf.not_equal(history, 0)
+        x = self.embedding(history, training=training)
+        pooled = self.pooling(x, query=x, mask=mask, causal=True)  # state t pools items <= t
+        states = self.output_projection(tf.concat([pooled, x], axis=-1))
+        # Padded positions carry position embeddings; zero their states (never a target).
+        return tf.where(mask[:, :, tf.newaxis], states, tf.zeros_like(states))
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
@@ -93,6 +110,7 @@ class AttentionPoolingEncoder(SequenceEncoder):
                 "embedding_dim": self.embedding_dim,
                 "attention_units": self.attention_units,
                 "position": self.position,
+                "position_alignment": self.position_alignment,
                 "dropout": self.dropout,
             }
         )

@@ -30,6 +30,9 @@ class SASRecEncoder(SequenceEncoder):
         dropout: Dropout on embeddings, attention outputs and feed-forward layers.
         attention_dropout: Dropout on attention weights (default: `dropout`).
         position: "learned", "sinusoidal" or None (no position information).
+        position_alignment: "end" (original SASRec: the most recent item always has the
+            last position) or "start" (positions count the items before, so the state at
+            `t` is exactly the query of the prefix ending at `t`); see `PositionEmbedding`.
         norm_first: Pre-LayerNorm blocks (True, SASRec code) or post-LN (False).
         layer_norm_epsilon: Epsilon of the LayerNorms.
         **kwargs: Standard `tf.keras.layers.Layer` arguments.
@@ -62,6 +65,7 @@ class SASRecEncoder(SequenceEncoder):
         dropout: float = 0.2,
         attention_dropout: Optional[float] = None,
         position: Optional[str] = "learned",
+        position_alignment: str = "end",
         norm_first: bool = True,
         layer_norm_epsilon: float = 1e-6,
         **kwargs: Any,
@@ -82,6 +86,7 @@ class SASRecEncoder(SequenceEncoder):
         self.dropout = float(dropout)
         self.attention_dropout = attention_dropout
         self.position = position
+        self.position_alignment = position_alignment
         self.norm_first = norm_first
         self.layer_norm_epsilon = layer_norm_epsilon
 
@@ -92,6 +97,7 @@ class SASRecEncoder(SequenceEncoder):
             position=position,
             dropout=self.dropout,
             scale=True,
+            position_alignment=position_alignment,
             name="item_sequence_embedding",
         )
         self.blocks = [
@@ -145,6 +151,7 @@ class SASRecEncoder(SequenceEncoder):
                 "dropout": self.dropout,
                 "attention_dropout": self.attention_dropout,
                 "position": self.position,
+                "position_alignment": self.position_alignment,
                 "norm_first": self.norm_first,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
             }

@@ -15,6 +15,7 @@ import tensorflow as tf
 from tf_attnrec.layers.multi_head_attention import clone_initializer
 
 _POSITION_KINDS = ("learned", "sinusoidal")
+_ALIGNMENTS = ("end", "start")
 
 
 def _sinusoidal_table(max_length: int, dim: int) -> np.ndarray:
@@ -28,12 +29,18 @@ def _sinusoidal_table(max_length: int, dim: int) -> np.ndarray:
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
 class PositionEmbedding(tf.keras.layers.Layer):
-    """Position vectors for left-padded sequences, aligned at the most recent item.
+    """Position vectors for left-padded sequences.
 
-    For an input of length `T <= max_length`, position `t` gets index
-    `(max_length - T) + t`, so the last (most recent) position is always
-    `max_length - 1`: a shorter or truncated input gives its most recent item the same
-    position vector as a full-length input.
+    Two ways to number the positions of an input of length `T <= max_length`:
+
+    * `alignment="end"` (original SASRec): position `t` gets index `(max_length - T) + t`,
+      so the last (most recent) position is always `max_length - 1`. When every position is
+      a training target, the state at `t` then also sees where the window ends (how many
+      items follow it), which the query at serving time (always the last slot) never does.
+    * `alignment="start"` (SASRec+ implementations that right-pad): the first real item
+      gets index 0 and each real item the number of real items before it, counted with the
+      mask. The index of position `t` depends only on positions `<= t`, so the state at `t`
+      is exactly the query of the prefix ending at `t`. Padded positions get zero vectors.
 
     Args:
         max_length: Longest supported sequence length (number of position vectors).
@@ -42,10 +49,13 @@ class PositionEmbedding(tf.keras.layers.Layer):
         kind: "learned" (a trainable `[max_length, D]` table) or "sinusoidal" (the fixed
             sin/cos table of Vaswani et al., 2017).
         embeddings_initializer: Initializer of the learned table.
+        alignment: "end" or "start", see above.
         **kwargs: Standard `tf.keras.layers.Layer` arguments.
 
     Call args:
         x: `[B, T, D]` features or `[B, T]` ids; only the shape is used.
+        mask: Optional boolean `[B, T]` (True = real item), used by `alignment="start"`
+            (defaults to `x`'s Keras mask; without one every position counts as real).
 
     Returns:
         `[B, T, D]` position vectors (the input's Keras mask is propagated).
@@ -63,9 +73,14 @@ class PositionEmbedding(tf.keras.layers.Layer):
         output_dim: Optional[int] = None,
         kind: str = "learned",
         embeddings_initializer: Any = "glorot_uniform",
+        alignment: str = "end",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if alignment not in _ALIGNMENTS:
+            raise ValueError(
+                f"PositionEmbedding got alignment={alignment!r}; expected one of {_ALIGNMENTS}."
+            )
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
             raise ValueError(
                 f"PositionEmbedding got max_length={max_length!r}; expected a positive int "
@@ -83,6 +98,7 @@ class PositionEmbedding(tf.keras.layers.Layer):
         self.max_length = max_length
         self.output_dim = output_dim
         self.kind = kind
+        self.alignment = alignment
         self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
         self.supports_masking = True
 
@@ -108,7 +124,7 @@ class PositionEmbedding(tf.keras.layers.Layer):
             self._table = _sinusoidal_table(self.max_length, dim)
         super().build(input_shape)
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: tf.Tensor, mask: Optional[tf.Tensor] = None) -> tf.Tensor:
         length = tf.shape(x)[1]
         if x.shape[1] is not None and x.shape[1] > self.max_length:
             raise ValueError(
@@ -126,9 +142,17 @@ class PositionEmbedding(tf.keras.layers.Layer):
             table = self.position_embeddings
         else:
             table = tf.constant(self._table)
-        vectors = tf.cast(table[start:], self.compute_dtype)  # [T, D]
+        table = tf.cast(table, self.compute_dtype)
         batch = tf.shape(x)[0]
-        return tf.broadcast_to(vectors[tf.newaxis], tf.stack([batch, length, self._dim]))
+        if self.alignment == "end":
+            vectors = table[start:]  # [T, D]
+            return tf.broadcast_to(vectors[tf.newaxis], tf.stack([batch, length, self._dim]))
+        if mask is None:
+            mask = tf.ones(tf.stack([batch, length]), tf.bool)
+        real = tf.cast(mask, tf.int32)
+        index = tf.maximum(tf.cumsum(real, axis=1) - 1, 0)  # real items before t, <= T - 1
+        vectors = tf.gather(table, index)  # [B, T, D]
+        return vectors * tf.cast(real, vectors.dtype)[..., tf.newaxis]
 
     def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
         input_shape = tf.TensorShape(input_shape)
@@ -143,6 +167,7 @@ class PositionEmbedding(tf.keras.layers.Layer):
             "kind": self.kind,
             "embeddings_initializer": tf.keras.initializers.serialize(
                 self.embeddings_initializer),
+            "alignment": self.alignment,
         })
         return config
 
@@ -166,6 +191,8 @@ class ItemSequenceEmbedding(tf.keras.layers.Layer):
         scale: Whether to multiply item vectors by `sqrt(embedding_dim)`.
         embeddings_initializer: Initializer of the item table (and learned positions).
         embeddings_regularizer: Optional regularizer of the item table.
+        position_alignment: How positions are numbered, "end" or "start" (see
+            `PositionEmbedding`; "start" counts the real items, so padding never shifts them).
         **kwargs: Standard `tf.keras.layers.Layer` arguments.
 
     Call args:
@@ -192,6 +219,7 @@ class ItemSequenceEmbedding(tf.keras.layers.Layer):
         scale: bool = True,
         embeddings_initializer: Any = "glorot_uniform",
         embeddings_regularizer: Any = None,
+        position_alignment: str = "end",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -216,12 +244,18 @@ class ItemSequenceEmbedding(tf.keras.layers.Layer):
             raise ValueError(
                 f"ItemSequenceEmbedding got dropout={dropout!r}; expected a rate in [0, 1)."
             )
+        if position_alignment not in _ALIGNMENTS:
+            raise ValueError(
+                f"ItemSequenceEmbedding got position_alignment={position_alignment!r}; "
+                f"expected one of {_ALIGNMENTS}."
+            )
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.max_length = max_length
         self.position = position
         self.dropout = float(dropout)
         self.scale = bool(scale)
+        self.position_alignment = position_alignment
         self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
         self.embeddings_regularizer = tf.keras.regularizers.get(embeddings_regularizer)
 
@@ -242,6 +276,7 @@ class ItemSequenceEmbedding(tf.keras.layers.Layer):
                 kind=position,
                 # Seed offset 1: a different draw than the item table when seeded.
                 embeddings_initializer=clone_initializer(self.embeddings_initializer, 1),
+                alignment=position_alignment,
                 dtype=self.dtype_policy,
                 name="position_embeddings",
             )
@@ -281,9 +316,9 @@ class ItemSequenceEmbedding(tf.keras.layers.Layer):
         vectors = self.item_embeddings(item_ids)
         if self.scale:
             vectors = vectors * tf.cast(math.sqrt(self.embedding_dim), vectors.dtype)
-        if self.position_embeddings is not None:
-            vectors = vectors + self.position_embeddings(item_ids)
         is_item = tf.not_equal(item_ids, 0)
+        if self.position_embeddings is not None:
+            vectors = vectors + self.position_embeddings(item_ids, mask=is_item)
         vectors = vectors * tf.cast(is_item, vectors.dtype)[..., tf.newaxis]
         return self.dropout_layer(vectors, training=training)
 
@@ -302,6 +337,7 @@ class ItemSequenceEmbedding(tf.keras.layers.Layer):
             "position": self.position,
             "dropout": self.dropout,
             "scale": self.scale,
+            "position_alignment": self.position_alignment,
             "embeddings_initializer": tf.keras.initializers.serialize(
                 self.embeddings_initializer),
             "embeddings_regularizer": tf.keras.regularizers.serialize(

@@ -162,6 +162,7 @@ register_model(
             "dropout": 0.1,  # 0.2 measured worse on ML-1M (models/sasrec/README.md)
             "attention_dropout": None,
             "position": "learned",
+            "position_alignment": "end",
             "norm_first": True,
         },
         task_defaults={"loss": "softmax", "num_negatives": 1024, "max_retrieval_queries": 4096},
@@ -197,10 +198,12 @@ register_model(
             "embedding_dim": 64,
             "attention_units": None,
             "position": "learned",
+            "position_alignment": "start",
             "dropout": 0.2,
         },
-        task_defaults={"loss": "softmax", "prefixes_per_sequence": 4},
-        training_defaults=_COMMON_TRAINING,
+        task_defaults={"loss": "softmax"},
+        # Every position is a target (causal pooling); windows as for lstm_attention.
+        training_defaults={**_COMMON_TRAINING, "split_long_sequences": True},
     )
 )
 register_model(
