@@ -87,3 +87,16 @@ def test_encoder_rejects_bad_input():
         model.encoder(tf.zeros([2, 3, 4], tf.int32))
     with pytest.raises(ValueError, match="vocab_size"):
         create_model("sasrec", vocab_size=2)
+
+
+def test_initializer_range_draws_tables_and_kernels_from_a_small_normal():
+    model = create_model("sasrec", vocab_size=500, max_length=50, hidden_dim=64, initializer_range=0.02)
+    model.score(np.full([1, 50], 5, np.int32))  # build
+    kernels = [w for w in model.trainable_weights if "kernel" in w.name or "embeddings" in w.name]
+    assert len(kernels) == 2 + 2 * 6  # item + position tables, 6 kernels per block
+    for weight in kernels:
+        assert 0.017 < np.std(weight.numpy()) < 0.023, weight.name
+    rebuilt = type(model.encoder).from_config(model.encoder.get_config())
+    assert rebuilt.initializer_range == 0.02
+    with pytest.raises(ValueError, match="initializer_range"):
+        create_model("sasrec", vocab_size=VOCAB_SIZE, initializer_range=0.0)

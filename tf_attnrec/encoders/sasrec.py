@@ -35,6 +35,9 @@ class SASRecEncoder(SequenceEncoder):
             `t` is exactly the query of the prefix ending at `t`); see `PositionEmbedding`.
         norm_first: Pre-LayerNorm blocks (True, SASRec code) or post-LN (False).
         layer_norm_epsilon: Epsilon of the LayerNorms.
+        initializer_range: If set, item and position tables and all projection kernels
+            start from a normal distribution with this standard deviation (0.02 in BERT,
+            RecBole and SASRec+ code); None keeps Keras' Glorot-uniform.
         **kwargs: Standard `tf.keras.layers.Layer` arguments.
 
     Call arguments:
@@ -68,6 +71,7 @@ class SASRecEncoder(SequenceEncoder):
         position_alignment: str = "end",
         norm_first: bool = True,
         layer_norm_epsilon: float = 1e-6,
+        initializer_range: Optional[float] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(vocab_size, max_length, **kwargs)
@@ -89,6 +93,17 @@ class SASRecEncoder(SequenceEncoder):
         self.position_alignment = position_alignment
         self.norm_first = norm_first
         self.layer_norm_epsilon = layer_norm_epsilon
+        if initializer_range is not None and not initializer_range > 0:
+            raise ValueError(
+                f"SASRecEncoder: `initializer_range` must be a positive standard deviation or "
+                f"None; got {initializer_range!r}."
+            )
+        self.initializer_range = initializer_range
+        initializer: Any = (
+            "glorot_uniform"
+            if initializer_range is None
+            else tf.keras.initializers.RandomNormal(stddev=initializer_range)
+        )
 
         self.embedding = ItemSequenceEmbedding(
             vocab_size,
@@ -98,6 +113,7 @@ class SASRecEncoder(SequenceEncoder):
             dropout=self.dropout,
             scale=True,
             position_alignment=position_alignment,
+            embeddings_initializer=initializer,
             name="item_sequence_embedding",
         )
         self.blocks = [
@@ -111,6 +127,7 @@ class SASRecEncoder(SequenceEncoder):
                 norm_first=norm_first,
                 causal=True,
                 layer_norm_epsilon=layer_norm_epsilon,
+                kernel_initializer=initializer,
                 name=f"transformer_block_{i}",
             )
             for i in range(num_blocks)
@@ -152,6 +169,7 @@ class SASRecEncoder(SequenceEncoder):
                 "attention_dropout": self.attention_dropout,
                 "position": self.position,
                 "position_alignment": self.position_alignment,
+                "initializer_range": self.initializer_range,
                 "norm_first": self.norm_first,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
             }

@@ -164,6 +164,7 @@ register_model(
             "position": "learned",
             "position_alignment": "end",
             "norm_first": True,
+            "initializer_range": None,
         },
         task_defaults={"loss": "softmax", "num_negatives": 1024, "max_retrieval_queries": 4096},
         training_defaults=_COMMON_TRAINING,
