@@ -346,7 +346,8 @@ def train_sequential(
     if reduce_lr_patience is not None and reduce_lr_patience >= patience:
         raise ValueError(
             f"reduce_lr_patience ({reduce_lr_patience}) must be smaller than patience "
-            f"({patience}), or early stopping ends the run before the rate is reduced."
+            f"({patience}), or early stopping ends the run before the rate is reduced; raise "
+            "patience or lower reduce_lr_patience."
         )
     tf.keras.utils.set_random_seed(seed)
     max_length = max_length or model.max_length

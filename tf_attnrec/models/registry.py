@@ -167,7 +167,8 @@ register_model(
             "initializer_range": None,
         },
         task_defaults={"loss": "softmax", "num_negatives": 1024, "max_retrieval_queries": 4096},
-        training_defaults=_COMMON_TRAINING,
+        # As models/sasrec/config.yaml: lower the rate on a plateau, stop after 20 passes.
+        training_defaults={**_COMMON_TRAINING, "patience": 20, "reduce_lr_patience": 6},
     )
 )
 register_model(
