@@ -82,6 +82,10 @@ def _build_model() -> tf.keras.Model:
     item_ids = tf.keras.Input(shape=(None,), dtype=tf.int32, name="item_ids")
     mask = tf.not_equal(item_ids, 0)
     x = ItemSequenceEmbedding(VOCAB, DIM, MAX_LEN, position="learned", name="embed")(item_ids)
+    # Start-aligned positions count the real items with the mask (cumsum + gather).
+    x = x + ItemSequenceEmbedding(
+        VOCAB, DIM, MAX_LEN, position_alignment="start", name="embed_start"
+    )(item_ids)
     x = x + PositionEmbedding(MAX_LEN, kind="sinusoidal", name="sinusoid")(x)
     x = TransformerBlock(num_heads=2, hidden_dim=DIM, causal=True, name="block")(x, mask=mask)
     mixed = MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(
