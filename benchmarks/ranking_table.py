@@ -36,7 +36,7 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
-MODELS = ("din", "bst", "autoint", "self_attention_ranker", "embedding_mlp", "dcn")
+MODELS = ("din", "bst", "autoint", "self_attention_ranker", "embedding_mlp", "dcn")  # the zoo's ranking models
 ATTENTION_MODELS = ("din", "bst", "autoint", "self_attention_ranker")
 BASELINE = "embedding_mlp"
 METRICS = ("auc", "gauc", "log_loss")
@@ -75,7 +75,7 @@ def summarise(results: dict) -> dict:
             values = np.array([run["test"][metric] for run in runs])
             row[metric] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
         row["train_seconds"] = float(np.mean([run["train_seconds"] for run in runs]))
-        row["best_epochs"] = [run["best_epoch"] for run in runs]
+        row["best_epochs"] = [run["best_pass"] for run in runs]
         row["num_train_examples"] = runs[0].get("num_train_examples")
         row["num_test_examples"] = runs[0]["test"]["num_examples"]
         table[model] = row

@@ -53,7 +53,8 @@ import tf_attnrec  # noqa: E402,F401  (Keras 2 before TensorFlow)
 import tensorflow as tf  # noqa: E402
 
 from tf_attnrec.data import leave_one_out_split, load_dataset, next_item_dataset  # noqa: E402
-from tf_attnrec.models.registry import create_model, default_training_config, get_model_spec  # noqa: E402
+from tf_attnrec.models.registry import create_model, get_model_spec  # noqa: E402
+from tf_attnrec.tasks import get_task  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
@@ -88,7 +89,8 @@ def zoo_config() -> dict:
     if path.is_file():
         config = yaml.safe_load(path.read_text())
         return {"model_config": config.get("model_config") or {}, "training": config.get("training") or {}}
-    return {"model_config": {}, "training": default_training_config("sasrec")}
+    spec = get_model_spec("sasrec")
+    return {"model_config": {}, "training": {**get_task(spec.task).training_defaults, **spec.training}}
 
 
 def training_flops(model_config: dict, vocab_size: int, batch_size: int, target_positions: float) -> float:

@@ -34,3 +34,6 @@ def load_benchmark(name: str) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+from tests.ranking_data import synthetic_test, synthetic_train  # noqa: E402,F401  (shared fixtures)

@@ -17,8 +17,9 @@ import yaml
 
 from tf_attnrec import cli
 from tf_attnrec.data import load_dataset
-from tf_attnrec.models.registry import default_training_config, list_models
-from tf_attnrec.models.saving import load_model
+from tf_attnrec.models.registry import get_model_spec, list_models
+from tf_attnrec.tasks import get_task
+from tf_attnrec.runs import load_model
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +144,7 @@ def test_recommend_warns_about_unknown_ids_and_fails_without_known_ones(trained_
     assert status == 0 and "999999, abc" in err and "warning" in err
     assert json.loads(out)["history"] == [1]
     status, _, err = _run(["recommend", str(run_dir), "--history", "999999"], capsys)
-    assert status == 1 and "none of the --history ids" in err and len(err.strip().splitlines()) == 1
+    assert status == 1 and "none of the history ids" in err and len(err.strip().splitlines()) == 1
 
 
 def test_list_models_names_every_zoo_model(capsys):
@@ -163,7 +164,8 @@ def test_train_defaults_to_the_zoo_config_then_registry_defaults(monkeypatch):
     config = cli.resolve_train_config(
         parser.parse_args(["train", "--dataset", "ml-1m", "--epochs", "3", "--set", "loss=bce"]))
     assert config["model_config"] == {"loss": "bce"}
-    assert config["training"] == {**default_training_config("sasrec"), "epochs": 3}
+    spec = get_model_spec("sasrec")
+    assert config["training"] == {**get_task(spec.task).training_defaults, **spec.training, "epochs": 3}
 
 
 @pytest.mark.parametrize("argv, message", [

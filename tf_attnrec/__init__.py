@@ -1,7 +1,8 @@
 """tf-attnrec: attention-based recommenders as Keras layers and TFRS models.
 
 Importing this package selects Keras 2 (`tf-keras`) for `tf.keras`, because TensorFlow
-Recommenders does not support Keras 3. Import it before TensorFlow.
+Recommenders does not support Keras 3, and registers every model family of the zoo, so
+`create_model` and `list_models` see them all. Import it before TensorFlow.
 """
 
 import os as _os
@@ -14,17 +15,28 @@ from tf_attnrec._keras_guard import ensure_legacy_keras as _ensure_legacy_keras 
 
 _ensure_legacy_keras()
 
-from tf_attnrec.models.registry import create_model, list_models  # noqa: E402
-from tf_attnrec.models.saving import load_model, save_model  # noqa: E402
-from tf_attnrec.training import evaluate_sequential, train_sequential  # noqa: E402
+from tf_attnrec import models as _models  # noqa: E402,F401  (registers every family)
+from tf_attnrec.models.registry import create_model, get_model_spec, list_models  # noqa: E402
+from tf_attnrec.runs import load_model, save_model  # noqa: E402
+from tf_attnrec.tasks import (  # noqa: E402
+    evaluate_ranker,
+    evaluate_sequential,
+    get_task,
+    train_ranker,
+    train_sequential,
+)
 from tf_attnrec.version import __version__  # noqa: E402
 
 __all__ = [
     "__version__",
     "create_model",
+    "evaluate_ranker",
     "evaluate_sequential",
+    "get_model_spec",
+    "get_task",
     "list_models",
     "load_model",
     "save_model",
+    "train_ranker",
     "train_sequential",
 ]

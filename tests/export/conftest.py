@@ -14,7 +14,8 @@ import tensorflow as tf
 from tf_attnrec.data.pipelines import pad_sequences
 from tf_attnrec.data.vocabulary import Vocabulary
 from tf_attnrec.export import export_retrieval, export_run
-from tf_attnrec.models import create_model, save_model
+from tf_attnrec.models import create_model
+from tf_attnrec.runs import save_model
 
 MAX_LENGTH = 6
 K = 5

@@ -23,7 +23,9 @@ import tensorflow as tf
 
 import tf_attnrec.layers
 from tf_attnrec.layers.attention import ScaledDotProductAttention
+from tf_attnrec.data import schema
 from tf_attnrec.layers.embeddings import ItemSequenceEmbedding, PositionEmbedding
+from tf_attnrec.layers.feature_embedding import FeatureEmbedding
 from tf_attnrec.layers.multi_head_attention import MultiHeadAttention
 from tf_attnrec.layers.pooling import AttentionPooling
 from tf_attnrec.layers.recurrent import RecurrentAttentionEncoder
@@ -98,7 +100,18 @@ def _build_model() -> tf.keras.Model:
         most_recent, x, mask=mask
     )
     session = RecurrentAttentionEncoder(units=5, cell="lstm", name="narm")(x, mask=mask)
-    features = tf.keras.layers.Concatenate(name="features")([pooled, interest, session])
+    # Side features derived from the ids (genre = id % 5, year = id % 4, user fields from the
+    # oldest slot), so one integer input drives the ranking feature embedding too.
+    genres = tf.stack([item_ids % 5, tf.zeros_like(item_ids)], axis=-1)
+    side = FeatureEmbedding({"item": VOCAB, "genre": 5, "year": 4, "gender": 4, "age": 4, "occupation": 4},
+                            DIM, name="side_features")({
+        schema.USER_GENDER: item_ids[:, 0] % 4, schema.USER_AGE: item_ids[:, 0] % 3,
+        schema.USER_OCCUPATION: item_ids[:, 0] % 2, schema.ITEM_ID: item_ids[:, -1],
+        schema.ITEM_GENRES: genres[:, -1], schema.ITEM_YEAR: item_ids[:, -1] % 4,
+        schema.HISTORY_ITEM_IDS: item_ids, schema.HISTORY_GENRES: genres, schema.HISTORY_YEAR: item_ids % 4,
+    })
+    candidate = tf.keras.layers.Flatten(name="candidate_fields")(side["candidate"])
+    features = tf.keras.layers.Concatenate(name="features")([pooled, interest, session, candidate])
     scores = tf.keras.layers.Dense(NUM_OUTPUTS, name="scores")(features)
     return tf.keras.Model(item_ids, scores, name="all_layers")
 

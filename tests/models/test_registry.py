@@ -11,7 +11,7 @@ import yaml
 
 from tests.models.conftest import MAX_LENGTH, VOCAB_SIZE
 from tf_attnrec.data.pipelines import next_item_dataset
-from tf_attnrec.encoders.mean_pooling import MeanPoolingEncoder
+from tf_attnrec.models.mean_pooling import MeanPoolingEncoder
 from tf_attnrec.models.popularity import PopularityModel
 from tf_attnrec.models.registry import (
     create_model,
@@ -20,7 +20,7 @@ from tf_attnrec.models.registry import (
     list_models,
 )
 from tf_attnrec.models.sequential_retrieval import LOSSES, SequentialRetrievalModel
-from tf_attnrec.training import train_sequential
+from tf_attnrec.tasks.retrieval import train_sequential
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 NEURAL_MODELS = ["sasrec", "lstm_attention", "attention_pooling", "mean_pooling"]

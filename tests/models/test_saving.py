@@ -14,7 +14,7 @@ from tests.models.conftest import MAX_LENGTH, VOCAB_SIZE
 from tf_attnrec.data.pipelines import next_item_dataset
 from tf_attnrec.data.vocabulary import Vocabulary
 from tf_attnrec.models.registry import create_model
-from tf_attnrec.models.saving import load_model, save_model
+from tf_attnrec.runs import load_model, save_model
 
 
 def _top_items(model, history, k=10):
@@ -39,7 +39,7 @@ def test_save_load_gives_same_rankings(tmp_path, sequences):
     script = textwrap.dedent(
         f"""
         import numpy as np, tf_attnrec
-        from tf_attnrec.models.saving import load_model
+        from tf_attnrec.runs import load_model
         model, _, _ = load_model({str(run_dir)!r})
         print(model.score(np.array({history.tolist()}, np.int32)).numpy().tolist())
         """

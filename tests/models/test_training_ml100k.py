@@ -9,8 +9,8 @@ import pytest
 from tf_attnrec.data.readers import read_movielens_100k
 from tf_attnrec.data.splits import leave_one_out_split
 from tf_attnrec.models.registry import create_model
-from tf_attnrec.models.saving import load_model
-from tf_attnrec.training import evaluate_sequential, train_sequential
+from tf_attnrec.runs import load_model
+from tf_attnrec.tasks.retrieval import evaluate_sequential, train_sequential
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from tf_attnrec.data.readers import read_movielens_100k
 from tf_attnrec.data.splits import leave_one_out_split
 from tf_attnrec.data.vocabulary import Vocabulary
 from tf_attnrec.models.registry import create_model
-from tf_attnrec.models.saving import load_model, load_weights_from_run
-from tf_attnrec.training import train_sequential
+from tf_attnrec.runs import load_model, load_weights_from_run
+from tf_attnrec.tasks.retrieval import train_sequential
 
 CONFIG = {"max_length": 20, "hidden_dim": 16, "num_blocks": 1}
 

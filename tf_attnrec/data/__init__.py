@@ -1,12 +1,25 @@
 """tf_attnrec.data: readers, named datasets, vocabularies, splits and tf.data pipelines.
 
-Flow: files or `load_dataset(name)` -> interactions DataFrame -> `leave_one_out_split` /
+Flow: files, `load_dataset(name)` (registry: `DatasetSpec`, `register_dataset`) or a
+`DataSource` (named dataset or a user's log, serializable) -> interactions DataFrame -> `leave_one_out_split` /
 `temporal_split` (+ `Vocabulary`) -> `next_item_dataset` / `evaluation_dataset` /
 `ranking_examples_dataset`.
 """
 
 from tf_attnrec.data.dataset import Dataset
-from tf_attnrec.data.datasets import DATA_DIR_ENV, list_datasets, load_dataset
+from tf_attnrec.data.datasets import (
+    DATA_DIR_ENV,
+    DATASET_REGISTRY,
+    DatasetLocation,
+    DatasetSpec,
+    FormRecipe,
+    LocalForm,
+    get_dataset_spec,
+    list_datasets,
+    load_dataset,
+    locate_dataset,
+    register_dataset,
+)
 from tf_attnrec.data.downloads import (
     CACHE_DIR_ENV,
     DATASET_SOURCES,
@@ -23,6 +36,7 @@ from tf_attnrec.data.pipelines import (
     ranking_examples_dataset,
     sample_negatives,
 )
+from tf_attnrec.data.preprocessing import sasrec_form
 from tf_attnrec.data.readers import (
     read_interactions,
     read_movielens_1m,
@@ -33,6 +47,7 @@ from tf_attnrec.data.readers import (
     read_sasrec_movielens_1m,
     read_sasrec_txt,
 )
+from tf_attnrec.data.sources import DataSource
 from tf_attnrec.data.splits import (
     EvaluationInputs,
     SequenceSplit,
@@ -47,14 +62,20 @@ from tf_attnrec.data.vocabulary import OOV_ID, PAD_ID, Vocabulary
 
 __all__ = [
     "CACHE_DIR_ENV",
+    "DATASET_REGISTRY",
     "DATASET_SOURCES",
     "DATA_DIR_ENV",
     "ArchiveSource",
     "ChecksumMismatchError",
     "DataFormatError",
+    "DataSource",
     "Dataset",
+    "DatasetLocation",
+    "DatasetSpec",
     "DownloadError",
     "EvaluationInputs",
+    "FormRecipe",
+    "LocalForm",
     "OOV_ID",
     "PAD_ID",
     "SequenceSplit",
@@ -64,11 +85,13 @@ __all__ = [
     "download_file",
     "evaluation_dataset",
     "fetch_archive",
+    "get_dataset_spec",
     "group_sequences",
     "k_core_filter",
     "leave_one_out_split",
     "list_datasets",
     "load_dataset",
+    "locate_dataset",
     "next_item_dataset",
     "pad_sequences",
     "ranking_examples_dataset",
@@ -80,7 +103,9 @@ __all__ = [
     "read_movielens_users",
     "read_sasrec_movielens_1m",
     "read_sasrec_txt",
+    "register_dataset",
     "sample_negatives",
+    "sasrec_form",
     "sort_chronologically",
     "temporal_split",
 ]

@@ -21,6 +21,9 @@ class Dataset:
         users: user metadata keyed by `user_id` (`gender`, `age`, `occupation`, ...) or None.
         name: the dataset's name, e.g. "ml-1m".
         source: where it was read from (a folder or file), for provenance.
+        form: which form of a named dataset was read, e.g. "sasrec (ml-1m.txt)",
+            "sasrec (5-core, chronological, from ratings.dat)" or "grouplens (all ratings)";
+            "" for a user's own files.
 
     Example:
         ```python
@@ -34,6 +37,7 @@ class Dataset:
     users: Optional[pd.DataFrame] = None
     name: str = ""
     source: str = ""
+    form: str = ""
 
     @property
     def num_users(self) -> int:
@@ -54,5 +58,5 @@ class Dataset:
         return (
             f"Dataset(name={self.name!r}, users={self.num_users:,}, items={self.num_items:,}, "
             f"interactions={self.num_interactions:,}, items_metadata={self.items is not None}, "
-            f"users_metadata={self.users is not None}, source={self.source!r})"
+            f"users_metadata={self.users is not None}, source={self.source!r}, form={self.form!r})"
         )

@@ -1,13 +1,18 @@
-"""SavedModel export for TF Serving: `export_retrieval`, `export_run`."""
+"""SavedModel exports for TF Serving: shared staging and signatures, one module per output kind.
 
-from tf_attnrec.export.retrieval import (
+* `tf_attnrec.export.topk`: retrieval, raw-id history in -> top-k raw item ids out.
+* `tf_attnrec.export.score`: ranking, raw features in -> click probability out.
+"""
+
+from tf_attnrec.export.score import export_ranker, export_ranking_model
+from tf_attnrec.export.summary import ExportSummary, TensorInfo
+from tf_attnrec.export.topk import (
     ITEM_EMBEDDINGS_FILE,
     ITEM_IDS_FILE,
     default_scann_options,
     export_retrieval,
     export_run,
 )
-from tf_attnrec.export.summary import ExportSummary, TensorInfo
 
 __all__ = [
     "ExportSummary",
@@ -15,6 +20,8 @@ __all__ = [
     "ITEM_IDS_FILE",
     "TensorInfo",
     "default_scann_options",
+    "export_ranker",
+    "export_ranking_model",
     "export_retrieval",
     "export_run",
 ]

@@ -1,6 +1,6 @@
 """Pieces every SavedModel export shares: raw-id tables, history compaction, version folders.
 
-Both `tf_attnrec.export.retrieval` (top-k retrieval) and `tf_attnrec.ranking.export` (click
+Both `tf_attnrec.export.topk` (top-k retrieval) and `tf_attnrec.export.score` (click
 probability) serve raw ids as strings: a `Vocabulary` is written to an asset text file (line
 i = the raw id of model id i + 2), a `StaticHashTable` built from that file maps a request's
 strings to model ids ("" -> padding 0, unknown -> OOV 1), and ""-padded histories are
@@ -10,10 +10,12 @@ Serving loads the result.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
-from typing import Mapping, Union
+import tempfile
+from typing import Iterator, Mapping, Union
 
 import numpy as np
 import tensorflow as tf
@@ -124,7 +126,7 @@ def left_padded(ids: tf.Tensor, max_length: int) -> tf.Tensor:
 
 
 def validate_export_dir(export_dir: pathlib.Path, overwrite: bool) -> tuple[str, int]:
-    """Checks `serving/<model_name>/<version>` and clears it when `overwrite`.
+    """Checks `serving/<model_name>/<version>` (nothing is deleted here).
 
     Returns:
         `(model_name, version)`.
@@ -139,14 +141,46 @@ def validate_export_dir(export_dir: pathlib.Path, overwrite: bool) -> tuple[str,
             f"(TF Serving only loads integer versions); got {str(export_dir)!r}. Pass e.g. "
             f"{str(export_dir / '1')!r}."
         )
-    if export_dir.exists() and any(export_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{export_dir} exists and is not empty; pass overwrite=True to replace it or "
-                "export to a new version folder."
-            )
-        shutil.rmtree(export_dir)
+    if export_dir.exists() and any(export_dir.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{export_dir} exists and is not empty; pass overwrite=True to replace it or "
+            "export to a new version folder."
+        )
     return export_dir.parent.name, int(export_dir.name)
+
+
+@contextlib.contextmanager
+def staged_export(export_dir: pathlib.Path, overwrite: bool) -> Iterator[tuple[pathlib.Path, pathlib.Path]]:
+    """Builds an export in a staging folder, then renames it into `export_dir` in one step.
+
+    TF Serving loads the highest integer version folder it sees, so a version folder must
+    never be seen half-written: the SavedModel is written to `.<version>.staging-*` next to
+    it (same filesystem, and not an integer name, so TF Serving ignores it) and renamed into
+    place only when complete. A failure at any point leaves the previous state.
+
+    Args:
+        export_dir: `serving/<model_name>/<version>` (checked by `validate_export_dir`).
+        overwrite: Replace an existing, non-empty `export_dir`.
+
+    Yields:
+        `(staging, scratch)`: the folder to save the SavedModel into, and a temporary folder
+        for asset source files (the SavedModel copies them into its `assets/`).
+    """
+    export_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.staging-", dir=export_dir.parent))
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="tf_attnrec_export_"))
+    try:
+        yield staging, scratch
+        if export_dir.exists():  # overwrite: the old version moves aside, the new one in
+            retired = pathlib.Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.old-", dir=export_dir.parent))
+            os.replace(export_dir, retired / export_dir.name)
+            os.replace(staging, export_dir)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, export_dir)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def signature_infos(

@@ -34,69 +34,19 @@ class TensorInfo:
         return f"{self.dtype} [{dims}]"
 
 
-class PrintableSummary:
-    """`to_dict` and `__str__` shared by the export summaries (retrieval and ranking).
-
-    Subclasses are dataclasses with at least `export_dir`, `model_name`, `version`,
-    `signatures` and `files`; `details()` gives their own line of the printout.
-    """
-
-    def details(self) -> str:
-        raise NotImplementedError
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (paths and tensor infos as strings)."""
-        result: dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name == "signatures":
-                value = {
-                    name: {part: {key: str(info) for key, info in tensors.items()}
-                           for part, tensors in signature.items()}
-                    for name, signature in value.items()
-                }
-            elif field.name == "files":
-                value = {key: str(path) for key, path in value.items()}
-            elif isinstance(value, pathlib.Path):
-                value = str(value)
-            result[field.name] = value
-        return result
-
-    def __str__(self) -> str:
-        names = [key for signature in self.signatures.values() for part in signature.values()
-                 for key in part] + list(self.files)
-        width = max([16, *map(len, names)])
-        lines = [
-            f"SavedModel {self.export_dir}  (model_name={self.model_name!r}, "
-            f"version={self.version})",
-            f"  {self.details()}",
-        ]
-        for name, signature in self.signatures.items():
-            lines.append(f"  signature {name!r}:")
-            for part in ("inputs", "outputs"):
-                for key, info in signature[part].items():
-                    lines.append(f"    {part[:-1]:6s} {key:{width}s} {info}")
-        for key, path in self.files.items():
-            lines.append(f"  file {key:{width}s} {path}")
-        return "\n".join(lines)
-
-
 @dataclasses.dataclass(frozen=True)
-class ExportSummary(PrintableSummary):
-    """The result of `export_retrieval` / `export_run`.
+class ExportSummary:
+    """What an export wrote and the signatures it serves (`print` it; every export returns one).
 
     Attributes:
         export_dir: The SavedModel directory (`serving/<model_name>/<version>`).
         model_name: The `<model_name>` folder (TF Serving's `--model_name`).
         version: The integer `<version>` folder.
-        index: "brute_force" or "scann".
-        k: Items returned per history.
-        exclude_history: Whether items of the history are left out of the results.
-        max_length: History length the model reads (longer histories keep the most recent).
-        num_items: Candidate items (the vocabulary without padding / OOV).
         signatures: `{signature: {"inputs": {name: TensorInfo}, "outputs": {name: TensorInfo}}}`.
-        files: Extra files written next to the graph, e.g. `{"item_ids": path,
-            "item_embeddings": path}` (row `i` of the embeddings is line `i` of the ids).
+        files: Extra files written next to the graph, e.g. `{"item_ids": path}`.
+        details: What this kind of export serves, e.g. `{"index": "brute_force", "k": 10,
+            "exclude_history": True, "max_length": 200, "num_items": 3416}` for top-k
+            retrieval; each key also reads as an attribute (`summary.k`).
 
     Example:
         ```python
@@ -109,14 +59,45 @@ class ExportSummary(PrintableSummary):
     export_dir: pathlib.Path
     model_name: str
     version: int
-    index: str
-    k: int
-    exclude_history: bool
-    max_length: int
-    num_items: int
     signatures: Mapping[str, Mapping[str, Mapping[str, TensorInfo]]]
     files: Mapping[str, pathlib.Path]
+    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
-    def details(self) -> str:
-        return (f"index={self.index}  k={self.k}  exclude_history={self.exclude_history}  "
-                f"max_length={self.max_length}  items={self.num_items:,}")
+    def __getattr__(self, name: str) -> Any:
+        details = self.__dict__.get("details") or {}
+        if name in details:
+            return details[name]
+        raise AttributeError(f"ExportSummary has no attribute {name!r}; details: {sorted(details)}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (paths and tensor infos as strings; details flattened)."""
+        return {
+            "export_dir": str(self.export_dir),
+            "model_name": self.model_name,
+            "version": self.version,
+            **dict(self.details),
+            "signatures": {
+                name: {part: {key: str(info) for key, info in tensors.items()} for part, tensors in signature.items()}
+                for name, signature in self.signatures.items()
+            },
+            "files": {key: str(path) for key, path in self.files.items()},
+        }
+
+    def __str__(self) -> str:
+        names = [key for signature in self.signatures.values() for part in signature.values()
+                 for key in part] + list(self.files)
+        width = max([16, *map(len, names)])
+        details = "  ".join(f"{key}={value:,}" if isinstance(value, int) and not isinstance(value, bool)
+                            else f"{key}={value}" for key, value in self.details.items())
+        lines = [
+            f"SavedModel {self.export_dir}  (model_name={self.model_name!r}, version={self.version})",
+            f"  {details}",
+        ]
+        for name, signature in self.signatures.items():
+            lines.append(f"  signature {name!r}:")
+            for part in ("inputs", "outputs"):
+                for key, info in signature[part].items():
+                    lines.append(f"    {part[:-1]:6s} {key:{width}s} {info}")
+        for key, path in self.files.items():
+            lines.append(f"  file {key:{width}s} {path}")
+        return "\n".join(lines)

@@ -145,6 +145,32 @@ class RecurrentAttentionEncoder(tf.keras.layers.Layer):
             encoding = self._combine(final_state, self.local_attention(states, query=final_state, mask=mask))
         return self.output_dropout(encoding, training=training)
 
+    def attention_weights(self, inputs: tf.Tensor, mask: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """The local attention's weights over the RNN states, as `call` computes them.
+
+        The query is the final state (what `call` returns the encoding of), in inference mode.
+
+        Args:
+            inputs: Float tensor `[B, T, D]`.
+            mask: Optional boolean `[B, T]` (True = real item). Defaults to `inputs._keras_mask`.
+
+        Returns:
+            `[B, T]` softmax weights over the real positions (0 at padding; an all-padding row
+            is all 0).
+        """
+        if inputs.shape.rank != 3:
+            raise ValueError(
+                "RecurrentAttentionEncoder expects inputs of shape [batch, time, dim]; got "
+                f"{inputs.shape}."
+            )
+        mask = resolve_sequence_mask(inputs, mask, "RecurrentAttentionEncoder", "inputs")
+        rnn_outputs = self.rnn(inputs, mask=mask, training=False)
+        states, final_state = rnn_outputs[0], rnn_outputs[1]
+        _, weights = self.local_attention(
+            states, query=final_state, mask=mask, return_attention_scores=True
+        )
+        return weights
+
     def _combine(self, global_state: tf.Tensor, local: tf.Tensor) -> tf.Tensor:
         """NARM's `[global, local]` (or their sum / projection), on the last axis."""
         if self.output_mode == "sum":

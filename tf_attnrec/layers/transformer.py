@@ -162,6 +162,31 @@ class TransformerBlock(tf.keras.layers.Layer):
             y = y * tf.cast(mask, y.dtype)[..., tf.newaxis]
         return y
 
+    def attention_weights(self, x: tf.Tensor, mask: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """The self-attention weights of this block for input `x`, as `call` computes them.
+
+        The same attention step as `call` (after `attention_norm` for pre-LN), in inference
+        mode, so the weights are before attention dropout.
+
+        Args:
+            x: `[B, T, hidden_dim]`, the block's input.
+            mask: Optional boolean `[B, T]` (`True` = real item); defaults to `x`'s Keras mask.
+
+        Returns:
+            `[B, num_heads, T, T]` softmax weights (query position, key position); 0 for padded
+            keys, and whole rows of 0 for padded queries.
+        """
+        if mask is None:
+            mask = getattr(x, "_keras_mask", None)
+        if mask is not None:
+            mask = tf.cast(mask, tf.bool)
+        query = self.attention_norm(x) if self.norm_first else x
+        _, weights = self.attention(
+            query, query, query_mask=mask, value_mask=mask, training=False,
+            return_attention_scores=True,
+        )
+        return weights
+
     def compute_mask(self, inputs: tf.Tensor, mask: Optional[tf.Tensor] = None):
         return mask
 

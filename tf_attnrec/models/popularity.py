@@ -6,11 +6,13 @@ from typing import Any, Iterable, Mapping, Union
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
+
+from tf_attnrec.models.base import RecommenderModel, count_items
+from tf_attnrec.models.registry import register_model
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class PopularityModel(tfrs.Model):
+class PopularityModel(RecommenderModel):
     """Scores every item by how often it occurs in the training sequences.
 
     Every user gets the same ranking (minus the items they have seen, which the evaluator
@@ -52,15 +54,14 @@ class PopularityModel(tfrs.Model):
 
     def adapt(self, sequences: Iterable[np.ndarray]) -> None:
         """Counts item occurrences in the training sequences."""
-        counts = np.zeros([self.vocab_size], np.float64)
-        for sequence in sequences:
-            np.add.at(counts, np.asarray(sequence, np.int64), 1.0)
-        counts[:2] = 0.0
-        self.item_counts.assign(counts.astype(np.float32))
+        self.item_counts.assign(count_items(sequences, self.vocab_size))
 
     def call(self, inputs: Union[tf.Tensor, Mapping[str, tf.Tensor]], training=None) -> tf.Tensor:
         history = inputs["history"] if isinstance(inputs, Mapping) else inputs
         return self.score(history)
+
+    def build_variables(self) -> None:
+        self.score(tf.zeros([1, 1], tf.int32))
 
     def score(self, history: tf.Tensor) -> tf.Tensor:
         """`[B, vocab_size]` popularity scores, the same row for every history."""
@@ -77,6 +78,9 @@ class PopularityModel(tfrs.Model):
     def get_config(self) -> dict[str, Any]:
         return {"vocab_size": self.vocab_size, "max_length": self.max_length, "name": self.name}
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "PopularityModel":
-        return cls(**config)
+
+
+@register_model("retrieval", (PopularityModel,), training={}, tiny={"max_length": 8})
+def popularity(vocab_size: int, **config: Any) -> PopularityModel:
+    """Baseline without attention: the most popular unseen items."""
+    return PopularityModel(vocab_size, name="popularity", **config)

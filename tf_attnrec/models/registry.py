@@ -1,22 +1,63 @@
-"""Model zoo registry: `create_model(name, vocab_size=..., **overrides)` builds any model."""
+"""The model zoo: `@register_model` beside each family's definition, `create_model` to build one.
+
+A family module registers a builder function (as timm's `@register_model` does):
+
+    @register_model(task="retrieval", configurable=(SASRecEncoder, SequentialRetrievalModel),
+                    training={"patience": 20}, tiny={"hidden_dim": 8})
+    def sasrec(vocab_size: int, **config: Any) -> SequentialRetrievalModel:
+        '''SASRec: causal self-attention over the item sequence (SASRec+).'''
+        ...
+
+The builder's name is the zoo name and its docstring's first line the description. A model's
+config defaults have one source: the keyword defaults of the classes named in
+`configurable` (read from their signatures). `models/<name>/config.yaml` overrides them for a
+zoo run, and `create_model(name, **overrides)` for a call.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, Mapping, Optional
 
 import tensorflow as tf
 
-from tf_attnrec.encoders.attention_pooling import AttentionPoolingEncoder
-from tf_attnrec.encoders.mean_pooling import MeanPoolingEncoder
-from tf_attnrec.encoders.recurrent_attention import RecurrentAttentionSequenceEncoder
-from tf_attnrec.encoders.sasrec import SASRecEncoder
-from tf_attnrec.models.popularity import PopularityModel
-from tf_attnrec.models.sequential_retrieval import SequentialRetrievalModel
+TASKS = ("retrieval", "ranking")
+# Arguments that a builder receives from the data, never from a config.
+DATA_ARGUMENTS = ("vocab_size", "feature_sizes")
+_NOT_CONFIG = {"self", "encoder", "name", *DATA_ARGUMENTS}
 
-# Keyword arguments of SequentialRetrievalModel that a config may set (the rest go to the
-# encoder).
-_TASK_KEYS = ("loss", "num_negatives", "max_retrieval_queries", "prefixes_per_sequence", "temperature")
+
+def signature_defaults(*classes: type) -> dict[str, Any]:
+    """Keyword defaults of the classes' `__init__`, following `**kwargs` into base classes.
+
+    Args:
+        *classes: Classes whose constructor arguments make up a model config.
+
+    Returns:
+        `{argument: default}` without data arguments (`vocab_size`, `feature_sizes`), `name`
+        and arguments that have no default. Earlier classes win.
+
+    Example:
+        >>> from tf_attnrec.models.mean_pooling import MeanPoolingEncoder
+        >>> signature_defaults(MeanPoolingEncoder)["embedding_dim"]
+        64
+    """
+    defaults: dict[str, Any] = {}
+    for cls in classes:
+        for klass in cls.__mro__:
+            if klass.__module__.startswith(("tf_keras", "keras", "tensorflow")) or "__init__" not in vars(klass):
+                continue
+            parameters = inspect.signature(klass.__init__).parameters.values()
+            for parameter in parameters:
+                if parameter.name in _NOT_CONFIG or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                    continue
+                if parameter.default is not parameter.empty:
+                    default = parameter.default
+                    defaults.setdefault(parameter.name, list(default) if isinstance(default, tuple) else default)
+            if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+                break  # the chain of **kwargs ends here
+    return defaults
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,80 +65,107 @@ class ModelSpec:
     """How to build one zoo model.
 
     Attributes:
-        name: Registry name.
-        description: One line for `list_models(details=True)` and model cards.
-        encoder: Encoder class (None for models without one, e.g. popularity).
-        encoder_defaults: Default encoder keyword arguments (besides `vocab_size`).
-        task_defaults: Default `SequentialRetrievalModel` keyword arguments.
-        training_defaults: Default `train_sequential` keyword arguments.
-        builder: Optional custom builder `(vocab_size, **config) -> tf.keras.Model`.
-        task: "retrieval" (next-item models trained by `train_sequential`) or "ranking"
-            (click models of `tf_attnrec.ranking`, trained by `train_ranker`).
+        name: Registry name (the builder's name).
+        task: "retrieval" (next-item retrieval over the catalogue) or "ranking" (click
+            probability of a candidate); it selects the `tf_attnrec.tasks.Task`.
+        description: One line for `tf-attnrec list-models` (the builder's docstring).
+        builder: `(vocab_size, [feature_sizes,] **config) -> tf.keras.Model`.
+        configurable: Classes whose constructor defaults are the model's config defaults.
+        training: Training-loop settings that differ from `tf_attnrec.training.fit_model`'s
+            defaults for this model (the zoo config overrides them).
+        tiny: Config overrides for a model small enough for one test step.
     """
 
     name: str
+    task: str
     description: str
-    encoder: Optional[type] = None
-    encoder_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    task_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    training_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    builder: Optional[Callable[..., tf.keras.Model]] = None
-    task: str = "retrieval"
+    builder: Callable[..., tf.keras.Model]
+    configurable: tuple = ()
+    training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tiny: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def default_config(self) -> dict[str, Any]:
-        """Flat default model config (encoder + task keys)."""
-        return {**self.encoder_defaults, **self.task_defaults}
+        """The model config defaults (constructor defaults of `configurable`)."""
+        return signature_defaults(*self.configurable)
+
+    def build(self, **arguments: Any) -> tf.keras.Model:
+        """Checks the config keys, then calls the builder with defaults + `arguments`."""
+        defaults = self.default_config()
+        config = {key: value for key, value in arguments.items() if key not in DATA_ARGUMENTS}
+        unknown = sorted(set(config) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f"create_model({self.name!r}): unknown config keys {unknown}; {self.name!r} accepts "
+                f"{sorted(defaults)}."
+            )
+        data = {key: arguments[key] for key in DATA_ARGUMENTS if key in arguments}
+        return self.builder(**data, **{**defaults, **config})
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(spec: ModelSpec, overwrite: bool = False) -> ModelSpec:
-    """Adds a model to the zoo.
+def register_model(
+    task: str,
+    configurable: tuple = (),
+    training: Optional[Mapping[str, Any]] = None,
+    tiny: Optional[Mapping[str, Any]] = None,
+    name: Optional[str] = None,
+) -> Callable[[Callable[..., tf.keras.Model]], Callable[..., tf.keras.Model]]:
+    """Decorator: registers a builder function in the zoo under its name.
 
     Args:
-        spec: The `ModelSpec`.
-        overwrite: Replace an existing entry of the same name.
+        task: "retrieval" or "ranking".
+        configurable: Classes whose constructor defaults form the config defaults.
+        training: Training settings that differ from the loop's defaults.
+        tiny: Config overrides for the test harness's one-step model.
+        name: Registry name (default: the function's name).
 
     Returns:
-        The spec (so it can be used as a one-liner).
+        The decorator (which returns the builder unchanged).
 
-    Example:
-        >>> register_model(ModelSpec("tiny_mean", "demo", MeanPoolingEncoder,
-        ...                          {"embedding_dim": 8}), overwrite=True).name
-        'tiny_mean'
+    Raises:
+        ValueError: unknown task, or a name that is already registered by another builder.
     """
-    if spec.name in _REGISTRY and not overwrite:
-        raise ValueError(
-            f"A model named {spec.name!r} is already registered; pass overwrite=True to replace it."
-        )
-    _REGISTRY[spec.name] = spec
-    return spec
+    if task not in TASKS:
+        raise ValueError(f"register_model: task must be one of {TASKS}; got {task!r}.")
+
+    def decorate(builder: Callable[..., tf.keras.Model]) -> Callable[..., tf.keras.Model]:
+        key = name or builder.__name__
+        previous = _REGISTRY.get(key)
+        if previous is not None and previous.builder.__qualname__ != builder.__qualname__:
+            raise ValueError(f"A model named {key!r} is already registered (by {previous.builder.__module__}).")
+        description = (inspect.getdoc(builder) or key).splitlines()[0]
+        _REGISTRY[key] = ModelSpec(key, task, description, builder, tuple(configurable),
+                                   dict(training or {}), dict(tiny or {}))
+        return builder
+
+    return decorate
 
 
-def list_models() -> list[str]:
-    """Names of all registered models, sorted.
+def list_models(task: Optional[str] = None) -> list[str]:
+    """Names of the registered models, sorted, optionally of one task only.
+
+    Args:
+        task: None for every model, else "retrieval" or "ranking".
 
     Returns:
-        e.g. ["attention_pooling", "lstm_attention", "mean_pooling", "popularity", "sasrec"].
+        Sorted names.
 
     Example:
-        >>> "sasrec" in list_models()
+        >>> "din" in list_models(task="ranking") and "sasrec" in list_models(task="retrieval")
         True
     """
-    return sorted(_REGISTRY)
+    if task is not None and task not in TASKS:
+        raise ValueError(f"list_models: task must be one of {TASKS} or None; got {task!r}.")
+    return sorted(name for name, spec in _REGISTRY.items() if task is None or spec.task == task)
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    """The `ModelSpec` registered under `name` (KeyError with the valid names otherwise)."""
+    """The `ModelSpec` registered under `name` (KeyError naming the valid names otherwise)."""
     if name not in _REGISTRY:
         raise KeyError(f"Unknown model {name!r}; registered models: {list_models()}.")
     return _REGISTRY[name]
-
-
-def default_training_config(name: str) -> dict[str, Any]:
-    """Default `train_sequential` keyword arguments for a zoo model."""
-    return dict(get_model_spec(name).training_defaults)
 
 
 def create_model(name: str, vocab_size: int, **overrides: Any) -> tf.keras.Model:
@@ -105,13 +173,12 @@ def create_model(name: str, vocab_size: int, **overrides: Any) -> tf.keras.Model
 
     Args:
         name: A name from `list_models()`.
-        vocab_size: Number of item ids including padding and OOV (`vocabulary.size`).
-        **overrides: Encoder keys (e.g. `hidden_dim`, `max_length`, `dropout`, `cell`) and
-            task keys (`loss`, `num_negatives`, `max_retrieval_queries`,
-            `prefixes_per_sequence`, `temperature`) replacing the defaults.
+        vocab_size: Item ids including padding and OOV (`vocabulary.size`).
+        **overrides: Config keys replacing the defaults (e.g. `hidden_dim`, `max_length`,
+            `loss`); ranking models also need `feature_sizes=` (`FeatureVocabularies.sizes()`).
 
     Returns:
-        A `SequentialRetrievalModel` (or `PopularityModel` for "popularity").
+        The Keras model (a `tfrs.Model`).
 
     Raises:
         KeyError: Unknown model name.
@@ -122,107 +189,4 @@ def create_model(name: str, vocab_size: int, **overrides: Any) -> tf.keras.Model
         >>> model.encoder.hidden_dim
         16
     """
-    spec = get_model_spec(name)
-    defaults = spec.default_config()
-    unknown = sorted(set(overrides) - set(defaults) - {"max_length"})
-    if unknown:
-        raise ValueError(
-            f"create_model({name!r}): unknown config keys {unknown}; {name!r} accepts "
-            f"{sorted(defaults)}."
-        )
-    config = {**defaults, **overrides}
-    if spec.builder is not None:
-        return spec.builder(vocab_size=vocab_size, **config)
-    encoder_kwargs = {k: v for k, v in config.items() if k not in _TASK_KEYS}
-    task_kwargs = {k: v for k, v in config.items() if k in _TASK_KEYS}
-    encoder = spec.encoder(vocab_size=vocab_size, **encoder_kwargs)
-    return SequentialRetrievalModel(encoder, name=name, **task_kwargs)
-
-
-_COMMON_TRAINING = {
-    "batch_size": 128,
-    "learning_rate": 1e-3,
-    "epochs": 200,
-    "patience": 10,
-    "eval_every": 2,
-}
-
-register_model(
-    ModelSpec(
-        name="sasrec",
-        description="SASRec: causal self-attention over the item sequence, full softmax (SASRec+).",
-        encoder=SASRecEncoder,
-        encoder_defaults={
-            "max_length": 200,
-            "hidden_dim": 64,
-            "num_blocks": 2,
-            "num_heads": 1,
-            "ff_dim": None,
-            "ff_activation": "relu",
-            "dropout": 0.1,  # 0.2 measured worse on ML-1M (models/sasrec/README.md)
-            "attention_dropout": None,
-            "position": "learned",
-            "position_alignment": "end",
-            "norm_first": True,
-            "initializer_range": None,
-        },
-        task_defaults={"loss": "softmax", "num_negatives": 1024, "max_retrieval_queries": 4096},
-        # As models/sasrec/config.yaml: lower the rate on a plateau, stop after 20 passes.
-        training_defaults={**_COMMON_TRAINING, "patience": 20, "reduce_lr_patience": 6},
-    )
-)
-register_model(
-    ModelSpec(
-        name="lstm_attention",
-        description="NARM-style LSTM (or GRU, cell='gru') plus attention over its states.",
-        encoder=RecurrentAttentionSequenceEncoder,
-        encoder_defaults={
-            "max_length": 50,
-            "embedding_dim": 64,
-            "units": 64,
-            "cell": "lstm",
-            "attention_units": None,
-            "dropout": 0.2,
-        },
-        task_defaults={"loss": "softmax"},
-        # Every position is a target; with max_length 50 long sequences are cut into windows
-        # so every training item is a target once per pass (not only the last 50).
-        training_defaults={**_COMMON_TRAINING, "split_long_sequences": True},
-    )
-)
-register_model(
-    ModelSpec(
-        name="attention_pooling",
-        description="Last item as query, additive attention pooling over the history.",
-        encoder=AttentionPoolingEncoder,
-        encoder_defaults={
-            "max_length": 50,
-            "embedding_dim": 64,
-            "attention_units": None,
-            "position": "learned",
-            "position_alignment": "start",
-            "dropout": 0.2,
-        },
-        task_defaults={"loss": "softmax"},
-        # Every position is a target (causal pooling); windows as for lstm_attention.
-        training_defaults={**_COMMON_TRAINING, "split_long_sequences": True},
-    )
-)
-register_model(
-    ModelSpec(
-        name="mean_pooling",
-        description="Baseline without attention: mean of the history's item embeddings.",
-        encoder=MeanPoolingEncoder,
-        encoder_defaults={"max_length": 200, "embedding_dim": 64, "project": True, "dropout": 0.2},
-        task_defaults={"loss": "softmax"},
-        training_defaults=_COMMON_TRAINING,
-    )
-)
-register_model(
-    ModelSpec(
-        name="popularity",
-        description="Baseline without attention: the most popular unseen items.",
-        encoder_defaults={"max_length": 200},
-        builder=lambda vocab_size, **config: PopularityModel(vocab_size, name="popularity", **config),
-    )
-)
+    return get_model_spec(name).build(vocab_size=vocab_size, **overrides)

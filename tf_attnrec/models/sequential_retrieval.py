@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Iterable, Mapping, Optional, Union
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tf_attnrec.encoders.base import SequenceEncoder
+from tf_attnrec.models.base import RecommenderModel, count_items
+from tf_attnrec.models.sequence_encoder import SequenceEncoder
 
 LOSSES = ("softmax", "sampled_softmax", "in_batch", "bce")
 
@@ -17,7 +19,7 @@ _EXCLUDED_LOGIT = -1e9
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class SequentialRetrievalModel(tfrs.Model):
+class SequentialRetrievalModel(RecommenderModel):
     """Encoder ("backbone") + next-item retrieval loss over a shared item table.
 
     The query for a history is the encoder state at its last (most recent) position; the
@@ -60,7 +62,7 @@ class SequentialRetrievalModel(tfrs.Model):
         `[B, D]` query embeddings. `score(history)` returns `[B, vocab_size]` scores.
 
     Example:
-        >>> from tf_attnrec.encoders.mean_pooling import MeanPoolingEncoder
+        >>> from tf_attnrec.models.mean_pooling import MeanPoolingEncoder
         >>> model = SequentialRetrievalModel(MeanPoolingEncoder(vocab_size=12, max_length=5))
         >>> model.score(tf.constant([[0, 0, 4, 5, 6]])).shape
         TensorShape([1, 12])
@@ -153,19 +155,44 @@ class SequentialRetrievalModel(tfrs.Model):
         """The `[vocab_size, D]` candidate table (shared with the encoder's input)."""
         return self.encoder.item_embeddings
 
+    def build_variables(self) -> None:
+        self.score(tf.zeros([1, self.max_length], tf.int32))
+
     def score(self, history: tf.Tensor) -> tf.Tensor:
         """Scores `[B, vocab_size]` of every item for each history (rows 0, 1 get -1e9)."""
         query = self(history, training=False)
         logits = tf.matmul(query, self.item_embeddings, transpose_b=True)
         return logits + self._logit_bias
 
+    def attention_weights(
+        self, history: Union[tf.Tensor, Mapping[str, tf.Tensor]], per_head: bool = False
+    ) -> tf.Tensor:
+        """The query's (last position's) attention over the history, from the encoder.
+
+        Args:
+            history: int `[B, L]` item ids, left-padded with 0 (or a dict with "history").
+            per_head: `[B, heads, L]` (every head of the last Transformer block for SASRec;
+                one "head" for single-attention encoders) instead of `[B, L]`.
+
+        Returns:
+            float32 weights aligned with `history`: 0 at padding (and at positions older than
+            the `max_length` the encoder reads); an all-padding row is all 0.
+
+        Raises:
+            ValueError: the encoder has no attention over the history (e.g. mean pooling).
+        """
+        method = getattr(self.encoder, "attention_weights", None)
+        if not callable(method):
+            raise ValueError(
+                f"the {self.name} model's encoder ({type(self.encoder).__name__}) has no attention "
+                "over the history; attention_weights needs an attention encoder such as "
+                "SASRecEncoder, RecurrentAttentionSequenceEncoder or AttentionPoolingEncoder."
+            )
+        return method(self._history(history), per_head=per_head)
+
     def adapt(self, sequences: Iterable[np.ndarray]) -> None:
         """Counts item occurrences in training sequences (the retrieval losses' proposal)."""
-        counts = np.zeros([self.vocab_size], np.float64)
-        for sequence in sequences:
-            np.add.at(counts, np.asarray(sequence, np.int64), 1.0)
-        counts[:2] = 0.0
-        self.item_counts.assign(counts.astype(np.float32))
+        self.item_counts.assign(count_items(sequences, self.vocab_size))
 
     # ------------------------------------------------------------------ training
     def _gather_targets(
@@ -280,5 +307,22 @@ class SequentialRetrievalModel(tfrs.Model):
         }
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "SequentialRetrievalModel":
-        return cls(**config)
+    def with_encoder(
+        cls, encoder_class: type, vocab_size: int, name: Optional[str] = None, **config: Any
+    ) -> "SequentialRetrievalModel":
+        """Builds `encoder_class` and the head from one flat config (what zoo builders do).
+
+        Args:
+            encoder_class: A `SequenceEncoder` subclass.
+            vocab_size: Rows of the item table (`vocabulary.size`).
+            name: The model's name (the zoo name).
+            **config: Head keys (`loss`, `num_negatives`, ...) and encoder keys, mixed.
+
+        Returns:
+            The `SequentialRetrievalModel`.
+        """
+        head_keys = set(inspect.signature(cls.__init__).parameters) - {"self", "encoder", "kwargs"}
+        encoder = encoder_class(
+            vocab_size=vocab_size, **{k: v for k, v in config.items() if k not in head_keys}
+        )
+        return cls(encoder, name=name, **{k: v for k, v in config.items() if k in head_keys})

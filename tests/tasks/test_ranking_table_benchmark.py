@@ -1,0 +1,53 @@
+"""benchmarks/ranking_table.py: mean/std over seeds and the "beats the baseline" verdict.
+
+The training runs themselves are the CLI's (tested in tests/test_cli.py); here the table
+arithmetic is checked on hand-made metrics, so a wrong spread or verdict fails.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+
+from tests.conftest import load_benchmark
+
+
+
+@pytest.fixture(scope="module")
+def table_script():
+    return load_benchmark("ranking_table")
+
+
+def _run(seed: int, gauc: float, auc: float = 0.8, log_loss: float = 0.4) -> dict:
+    return {"seed": seed, "test": {"auc": auc, "gauc": gauc, "log_loss": log_loss, "num_examples": 50},
+            "train_seconds": 10.0 + seed, "best_pass": seed + 1, "num_train_examples": 100}
+
+
+def test_summary_is_mean_and_sample_std_over_seeds(table_script):
+    gaucs = [0.70, 0.72, 0.77]
+    table = table_script.summarise({"din": [_run(s, g) for s, g in enumerate(gaucs)]})
+    mean, std = table["din"]["gauc"]
+    assert mean == pytest.approx(np.mean(gaucs))
+    assert std == pytest.approx(np.std(gaucs, ddof=1))
+    assert table["din"]["best_epochs"] == [1, 2, 3]
+    assert table["din"]["train_seconds"] == pytest.approx(11.0)
+
+
+def test_verdict_needs_a_difference_larger_than_the_seeds_spread(table_script):
+    base = [_run(s, g) for s, g in enumerate([0.70, 0.71, 0.72])]      # std 0.01
+    clear = [_run(s, g) for s, g in enumerate([0.75, 0.76, 0.77])]     # +0.05, std 0.01
+    within = [_run(s, g) for s, g in enumerate([0.70, 0.73, 0.76])]    # +0.02, std 0.03
+    table = table_script.summarise({"din": clear, "bst": within, "embedding_mlp": base})
+    lines = {line.split()[0]: line for line in table_script.verdicts(table)}
+    assert "din beats embedding_mlp" in lines["din"]
+    assert "bst does NOT beat embedding_mlp" in lines["bst"]
+    assert "+0.0500" in lines["din"] and "0.0200" in lines["din"]
+
+
+def test_markdown_has_one_row_per_model(table_script):
+    table = table_script.summarise({"din": [_run(0, 0.7), _run(1, 0.8)], "dcn": [_run(0, 0.6), _run(1, 0.6)]})
+    text = table_script.markdown(table, [0, 1])
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == ["din", "dcn"]
+    assert "0.7500 ± 0.0707" in rows[0]

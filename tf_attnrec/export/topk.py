@@ -1,0 +1,376 @@
+"""Export a retrieval model as a TF Serving SavedModel: raw item ids in, top-k raw ids out.
+
+The graph owns everything between the request and the answer: raw-id lookup (from the
+run's `Vocabulary`, via an asset file), compaction of ""-padded histories (right or left
+padded) into the model's left-padded form, truncation to the most recent `max_length`
+items, scoring (exact matmul + `tf.math.top_k`, or a ScaNN index), exclusion of seen items,
+and the map back to raw ids. Unknown ids become the out-of-vocabulary id; nothing fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import pathlib
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+import tensorflow as tf
+
+from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
+from tf_attnrec.export.common import (
+    left_padded,
+    lookup_ids,
+    raw_id_strings,
+    raw_id_table,
+    signature_infos,
+    staged_export,
+    validate_export_dir,
+    write_id_file,
+)
+from tf_attnrec.export.summary import ExportSummary
+
+PathLike = Union[str, os.PathLike]
+
+INDEXES = ("brute_force", "scann")
+ITEM_IDS_FILE = "item_ids.txt"  # line i = raw id of model id i + 2 (an asset the graph reads)
+ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"  # row i = embedding of line i of item_ids.txt
+_PARTITION_FROM = 100_000  # catalogues at least this large get a partitioned ScaNN tree
+_HISTORY_SPEC = tf.TensorSpec([None, None], tf.string, name="history")
+
+
+def _model_max_length(model: tf.keras.Model) -> int:
+    encoder = getattr(model, "encoder", None)
+    return int(encoder.max_length if encoder is not None else model.max_length)
+
+
+def _candidate_embeddings(model: tf.keras.Model) -> Optional[tf.Variable]:
+    """The `[vocab_size, D]` item table, or None for models without one (popularity)."""
+    return model.item_embeddings if getattr(model, "encoder", None) is not None else None
+
+
+def default_scann_options(num_items: int, num_neighbors: int) -> dict[str, Any]:
+    """`tfrs.layers.factorized_top_k.ScaNN` settings scaled to the catalogue.
+
+    Follows ScaNN's rules of thumb: below 100,000 items no partitioning (one leaf: every item
+    is scored with asymmetric hashing, then re-scored exactly), which on ML-1M-sized
+    catalogues is what keeps recall near 1; from 100,000 items about sqrt(N) leaves (at most
+    2,000) with 10% of them searched. Asymmetric hashing uses 2 dimensions per block, and the
+    best `max(4 * num_neighbors, 100)` candidates are re-scored exactly.
+
+    Args:
+        num_items: Catalogue size.
+        num_neighbors: Neighbours each search returns (k, plus the history length when seen
+            items are excluded).
+
+    Returns:
+        Keyword arguments for the tfrs ScaNN layer (override any via `scann_options`).
+
+    Example:
+        >>> default_scann_options(3416, 210)["num_leaves"]
+        1
+        >>> default_scann_options(1_000_000, 10)["num_leaves_to_search"]
+        100
+    """
+    if num_items < _PARTITION_FROM:
+        num_leaves, num_leaves_to_search = 1, 1
+    else:
+        num_leaves = int(min(round(math.sqrt(num_items)), 2000))
+        num_leaves_to_search = max(1, math.ceil(num_leaves * 0.1))
+    return {
+        "num_leaves": num_leaves,
+        "num_leaves_to_search": num_leaves_to_search,
+        "dimensions_per_block": 2,
+        "num_reordering_candidates": max(4 * num_neighbors, 100),
+        "training_iterations": 12,
+    }
+
+
+class _RetrievalModule(tf.Module):
+    """What gets saved: lookup tables, the model's variables and the two signatures.
+
+    The Keras model is reached through a closure, not tracked as an attribute, so the
+    SavedModel holds plain TensorFlow functions and variables (no Keras objects) and loads
+    with nothing but TensorFlow.
+    """
+
+    def __init__(
+        self,
+        model: tf.keras.Model,
+        item_ids_path: str,
+        k: int,
+        exclude_history: bool,
+        max_length: int,
+        scann_layer: Optional[tf.keras.layers.Layer] = None,
+        scann_num_neighbors: int = 0,
+    ) -> None:
+        super().__init__(name="retrieval")
+        self.model_variables = list(model.variables)
+        # Both tables read the same asset file, so the served ids are exactly those lines.
+        self.raw_to_index = raw_id_table(item_ids_path)
+        self.index_to_raw = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                item_ids_path,
+                key_dtype=tf.int64,
+                key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+                value_dtype=tf.string,
+                value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+            ),
+            default_value="",
+        )
+        self.scann = scann_layer
+        self._k = k
+        self._exclude_history = exclude_history
+        self._max_length = max_length
+        self._scann_num_neighbors = scann_num_neighbors
+        self._score = model.score
+        self._encode = functools.partial(model.__call__, training=False)
+
+    # --------------------------------------------------------------- in-graph helpers
+    def model_ids(self, history: tf.Tensor) -> tf.Tensor:
+        """Raw ids [B, T] -> model ids [B, T]: "" -> 0, unknown -> 1, known -> 2..."""
+        return lookup_ids(self.raw_to_index, history, empty_is_padding=True)
+
+    def left_padded(self, ids: tf.Tensor) -> tf.Tensor:
+        """Drops padding wherever it is, keeps the last `max_length` items, left-pads to it."""
+        return left_padded(ids, self._max_length)
+
+    def finish(self, scores: tf.Tensor, indices: Optional[tf.Tensor], ids: tf.Tensor) -> dict:
+        """Excludes seen items, takes the top k, maps candidate indices to raw ids.
+
+        `scores` [B, C] are over candidates whose item indices (model id - 2) are `indices`
+        [B, C] (None: column j is item index j). Slots with no valid candidate left (history
+        covers almost the whole catalogue) get item id "" and the lowest float32 score.
+        """
+        if self._exclude_history:
+            seen = tf.where(ids >= FIRST_ID, ids - FIRST_ID, -1)  # [B, T] item indices
+            if indices is None:
+                positions = tf.where(seen >= 0)  # [N, 2] (row, position)
+                columns = tf.gather_nd(tf.cast(seen, tf.int64), positions)
+                scores = tf.tensor_scatter_nd_update(
+                    scores,
+                    tf.stack([positions[:, 0], columns], axis=1),
+                    tf.fill(tf.shape(columns), -np.inf),
+                )
+            else:
+                is_seen = tf.reduce_any(
+                    tf.equal(indices[:, :, None], tf.cast(seen, indices.dtype)[:, None, :]), axis=-1
+                )
+                scores = tf.where(is_seen, tf.constant(-np.inf, scores.dtype), scores)
+        top_scores, top_columns = tf.math.top_k(scores, k=self._k)
+        top_indices = (
+            top_columns if indices is None else tf.gather(indices, top_columns, batch_dims=1)
+        )
+        valid = top_scores > -np.inf
+        item_ids = self.index_to_raw.lookup(tf.cast(top_indices, tf.int64))
+        return {
+            "item_ids": tf.where(valid, item_ids, ""),
+            "scores": tf.where(valid, top_scores, tf.float32.min),
+        }
+
+    # --------------------------------------------------------------- signatures
+    @tf.function(input_signature=[_HISTORY_SPEC])
+    def serve(self, history: tf.Tensor) -> dict:
+        ids = self.model_ids(history)
+        model_input = self.left_padded(ids)
+        if self.scann is None:
+            scores = self._score(model_input)[:, FIRST_ID:]  # rows 0, 1 are never candidates
+            return self.finish(scores, None, ids)
+        query = self._encode(model_input)
+        scores, indices = self.scann(query, k=self._scann_num_neighbors)
+        # The ScaNN op leaves shapes unknown; fix them so the signature says [batch, k].
+        scores = tf.reshape(scores, [-1, self._scann_num_neighbors])
+        indices = tf.reshape(indices, [-1, self._scann_num_neighbors])
+        return self.finish(scores, indices, ids)
+
+    @tf.function(input_signature=[_HISTORY_SPEC])
+    def encode(self, history: tf.Tensor) -> dict:
+        return {"query_embedding": self._encode(self.left_padded(self.model_ids(history)))}
+
+
+def export_retrieval(
+    model: tf.keras.Model,
+    export_dir: PathLike,
+    k: int = 10,
+    index: str = "brute_force",
+    exclude_history: bool = True,
+    *,
+    vocabulary: Vocabulary,
+    max_length: Optional[int] = None,
+    scann_options: Optional[Mapping[str, Any]] = None,
+    overwrite: bool = False,
+) -> ExportSummary:
+    """Writes a TF Serving SavedModel that maps raw-id histories to the top-k raw item ids.
+
+    Signatures:
+        * `serving_default`: input `history` string `[batch, None]` (raw ids, most recent
+          last, "" = padding on either side; int raw ids are sent as their decimal strings)
+          -> `item_ids` string `[batch, k]`, `scores` float32 `[batch, k]`.
+        * `encode` (models with an item table): `history` -> `query_embedding` float32
+          `[batch, D]`, for users who bring their own vector index over
+          `assets/item_embeddings.npy` (row i = item on line i of `assets/item_ids.txt`).
+
+    Args:
+        model: A trained `SequentialRetrievalModel` (any model with `score(history)` for
+            "brute_force"; `PopularityModel` exports without `encode`).
+        export_dir: `serving/<model_name>/<version>`, version an integer folder.
+        k: Items returned per history.
+        index: "brute_force" (exact: matmul + `tf.math.top_k`, plain TensorFlow ops) or
+            "scann" (approximate; needs the `ann` extra here and a ScaNN-enabled TF Serving).
+        exclude_history: Leave the items of the (whole, untruncated) history out.
+        vocabulary: The `Vocabulary` the model was trained with.
+        max_length: History length the model reads (default: the model's own).
+        scann_options: Overrides of the `tfrs.layers.factorized_top_k.ScaNN` settings
+            (num_leaves, num_leaves_to_search, dimensions_per_block,
+            num_reordering_candidates, training_iterations).
+        overwrite: Replace a non-empty `export_dir`.
+
+    Returns:
+        An `ExportSummary` (`print` it for the signatures, as `saved_model_cli` lists them).
+
+    Raises:
+        ValueError: bad `k`, `index`, `export_dir`, or a vocabulary that does not fit the model.
+        ImportError: `index="scann"` without the scann package.
+
+    Example:
+        ```python
+        summary = export_retrieval(model, "serving/sasrec/1", k=10, vocabulary=vocab)
+        print(summary)
+        served = tf.saved_model.load("serving/sasrec/1").signatures["serving_default"]
+        served(history=tf.constant([["1193", "661", ""]]))["item_ids"]
+        ```
+    """
+    if index not in INDEXES:
+        raise ValueError(f"export_retrieval: index must be one of {INDEXES}; got {index!r}.")
+    if not isinstance(vocabulary, Vocabulary):
+        raise TypeError(
+            "export_retrieval: `vocabulary` must be the tf_attnrec Vocabulary the model was "
+            f"trained with (load_model returns it); got {type(vocabulary).__name__}."
+        )
+    vocab_size = int(getattr(model, "vocab_size", -1))
+    if vocab_size != vocabulary.size:
+        raise ValueError(
+            f"export_retrieval: the model scores {vocab_size} ids but the vocabulary has "
+            f"{vocabulary.size} (num_items + 2); pass the vocabulary the model was trained with."
+        )
+    num_items = vocabulary.num_items
+    if not isinstance(k, int) or not 1 <= k <= num_items:
+        raise ValueError(f"export_retrieval: k must be an int in [1, {num_items}]; got {k!r}.")
+    max_length = int(max_length or _model_max_length(model))
+    if not model.built:  # a model that was never called has no variables to export yet
+        model.score(tf.zeros([1, max_length], tf.int32))
+    table = _candidate_embeddings(model)
+    if index == "scann" and table is None:
+        raise ValueError(
+            f"export_retrieval: index='scann' needs a model with item embeddings; "
+            f"{type(model).__name__} has none. Use index='brute_force'."
+        )
+    scann_layer, num_neighbors = None, 0
+    if index == "scann":  # before touching export_dir, so a failed build deletes nothing
+        scann_layer, num_neighbors = _scann_index(
+            table, k, max_length if exclude_history else 0, num_items, scann_options
+        )
+    raw_ids = raw_id_strings(vocabulary)
+    export_dir = pathlib.Path(export_dir)
+    model_name, version = validate_export_dir(export_dir, overwrite)
+    with staged_export(export_dir, overwrite) as (staging, scratch):
+        module = _RetrievalModule(
+            model, str(write_id_file(scratch / ITEM_IDS_FILE, raw_ids)), k, exclude_history, max_length,
+            scann_layer, num_neighbors,
+        )
+        signatures = {"serving_default": module.serve.get_concrete_function()}
+        if table is not None:
+            signatures["encode"] = module.encode.get_concrete_function()
+        options = tf.saved_model.SaveOptions(
+            namespace_whitelist=["Scann"] if index == "scann" else None
+        )
+        tf.saved_model.save(module, str(staging), signatures=signatures, options=options)
+        if table is not None:
+            np.save(staging / "assets" / ITEM_EMBEDDINGS_FILE, np.asarray(table)[FIRST_ID:].astype(np.float32))
+
+    files = {"item_ids": export_dir / "assets" / ITEM_IDS_FILE}
+    if table is not None:
+        files["item_embeddings"] = export_dir / "assets" / ITEM_EMBEDDINGS_FILE
+    return ExportSummary(
+        export_dir=export_dir,
+        model_name=model_name,
+        version=version,
+        signatures=signature_infos(signatures),
+        files=files,
+        details={"index": index, "k": k, "exclude_history": exclude_history, "max_length": max_length,
+                 "num_items": num_items},
+    )
+
+
+def _scann_index(
+    table: tf.Variable,
+    k: int,
+    extra: int,
+    num_items: int,
+    scann_options: Optional[Mapping[str, Any]],
+) -> tuple[tf.keras.layers.Layer, int]:
+    """A tfrs ScaNN layer over items 2.. returning `k + extra` neighbours (extra = seen items)."""
+    try:
+        import tensorflow_recommenders as tfrs
+        from tensorflow_recommenders.layers.factorized_top_k import _HAVE_SCANN
+    except ImportError as error:  # pragma: no cover - tfrs is a hard dependency
+        raise ImportError("index='scann' needs tensorflow-recommenders.") from error
+    if not _HAVE_SCANN:
+        raise ImportError(
+            "index='scann' needs the ScaNN library: pip install 'tf-attnrec[ann]' "
+            "(scann==1.4.2), or export with index='brute_force'."
+        )
+    num_neighbors = min(k + extra, num_items)
+    options = default_scann_options(num_items, num_neighbors)
+    unknown = sorted(set(scann_options or {}) - set(options))
+    if unknown:
+        raise ValueError(
+            f"export_retrieval: unknown scann_options {unknown}; expected some of "
+            f"{sorted(options)}."
+        )
+    options.update(scann_options or {})
+    layer = tfrs.layers.factorized_top_k.ScaNN(k=num_neighbors, **options)
+    layer.index(tf.convert_to_tensor(table)[FIRST_ID:])  # result indices = model id - 2
+    return layer, num_neighbors
+
+
+def export_run(
+    run_dir: PathLike,
+    export_dir: PathLike,
+    k: int = 10,
+    index: str = "brute_force",
+    exclude_history: bool = True,
+    **kwargs: Any,
+) -> ExportSummary:
+    """`export_retrieval` for a run directory written by `save_model` / `train_sequential`.
+
+    Args:
+        run_dir: Directory with `model_config.json`, `weights/` and `vocabulary.json`.
+        export_dir: `serving/<model_name>/<version>`.
+        k: Items returned per history.
+        index: "brute_force" or "scann".
+        exclude_history: Leave the items of the history out of the results.
+        **kwargs: `max_length`, `scann_options`, `overwrite` (see `export_retrieval`).
+
+    Returns:
+        The `ExportSummary`.
+
+    Example:
+        ```python
+        print(export_run("runs/sasrec_ml1m", "serving/sasrec/1", k=20))
+        ```
+    """
+    from tf_attnrec.runs import load_model  # the models package imports every family
+
+    model, vocabulary, config = load_model(run_dir)
+    if vocabulary is None:
+        raise FileNotFoundError(
+            f"{pathlib.Path(run_dir) / 'vocabulary.json'} not found: export needs the vocabulary "
+            "to map raw ids; save the run with save_model(model, run_dir, vocabulary)."
+        )
+    kwargs.setdefault("max_length", config.get("max_length"))
+    return export_retrieval(
+        model, export_dir, k=k, index=index, exclude_history=exclude_history,
+        vocabulary=vocabulary, **kwargs,
+    )

@@ -1,0 +1,60 @@
+"""`RecommenderModel`: what every zoo model shares, whatever its task."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import tensorflow_recommenders as tfrs
+
+
+def count_items(sequences: Iterable[np.ndarray], vocab_size: int) -> np.ndarray:
+    """float32 `[vocab_size]` occurrences of each item id in `sequences` (rows 0, 1 zero).
+
+    Example:
+        >>> count_items([np.array([2, 3, 3])], 5).tolist()
+        [0.0, 0.0, 1.0, 2.0, 0.0]
+    """
+    counts = np.zeros([vocab_size], np.float64)
+    for sequence in sequences:
+        np.add.at(counts, np.asarray(sequence, np.int64), 1.0)
+    counts[:2] = 0.0
+    return counts.astype(np.float32)
+
+
+class RecommenderModel(tfrs.Model):
+    """Base of every zoo model: a `tfrs.Model` that a run directory can rebuild.
+
+    A run directory stores `get_config()` and the weights; loading calls
+    `from_config(config)`, then `build_variables()` (one call on dummy inputs, so the
+    variables exist before the checkpoint is restored), then restores the weights.
+
+    Subclasses set `max_length` (the history length the model reads) and implement
+    `build_variables` and `get_config` (whose keys are the constructor's arguments).
+    """
+
+    #: False for models fitted by counting (`adapt`) rather than gradient descent.
+    requires_training: bool = True
+
+    def cached_function(self, key: Any, build: Callable[[], Any]) -> Any:
+        """A `tf.function` made once per `key` by `build()` (later calls reuse the trace).
+
+        Evaluation calls the same scoring function for validation, test and serving helpers;
+        building it anew each time would trace the model again. The cache is set with
+        `object.__setattr__`, so Keras does not track it and it is never saved.
+        """
+        cache = self.__dict__.get("_function_cache")
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_function_cache", cache)
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]
+
+    def build_variables(self) -> None:
+        """Creates the variables by calling the model once on dummy inputs."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build_variables().")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "RecommenderModel":
+        return cls(**config)

@@ -1,0 +1,332 @@
+"""The run directory: its file names, and save / load of everything a run holds, for every task.
+
+A run directory (`tf-attnrec train --output RUN`) holds:
+
+| file | what | written by |
+|---|---|---|
+| `config.yaml` | the resolved run config (model, data, model_config, training, provenance) | `write_run_config` |
+| `model_config.json` | `{"class_name", "config", "max_length", "extra"}` of the Keras model | `save_model` |
+| `weights/model.*` | a TensorFlow checkpoint of the model's variables | `save_model` |
+| `vocabulary.json` | the item `Vocabulary` (raw id <-> model id) | `save_model` |
+| `feature_vocabularies.json`, `item_features.npz` | side-feature vocabularies and per-item feature ids (models that read side features) | `save_feature_tables` |
+| `items.json` | item titles / genres / years, for printing | `write_items` |
+| `metrics.json`, `history.csv`, `logs/` | results, per-epoch log, TensorBoard logs | `tf_attnrec.training` |
+
+Any registered zoo model reloads with `load_model`: its class is found through Keras'
+serialization registry (every zoo model is `register_keras_serializable(package="tf_attnrec")`),
+so no list of classes is kept here. JSON files are written atomically (temporary file +
+rename), so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+import tensorflow as tf
+import yaml
+
+from tf_attnrec.data.features import FeatureVocabularies
+from tf_attnrec.data.vocabulary import Vocabulary
+
+PathLike = Union[str, os.PathLike]
+
+RUN_CONFIG_FILE = "config.yaml"
+CONFIG_FILE = "model_config.json"
+WEIGHTS_PREFIX = "weights/model"  # TensorFlow checkpoint prefix inside the run directory
+VOCABULARY_FILE = "vocabulary.json"
+VOCABULARIES_FILE = "feature_vocabularies.json"
+ITEM_FEATURES_FILE = "item_features.npz"
+ITEMS_FILE = "items.json"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+TENSORBOARD_DIR = "logs"
+ITEMS_FORMAT = "tf_attnrec.items/1"
+_KERAS_PACKAGE = "tf_attnrec"
+
+# Keys of a zoo / run config: the first ones configure the run; PROVENANCE_KEYS are written by
+# `tf-attnrec train` into a run's config.yaml and read back without effect.
+PROVENANCE_KEYS = ("source", "form", "created", "version", "init_from")
+CONFIG_KEYS = ("model", "dataset", "data_dir", "data", "model_config", "training", *PROVENANCE_KEYS)
+
+
+# ------------------------------------------------------------------------------ plain files
+def write_text_atomic(path: PathLike, text: str) -> pathlib.Path:
+    """Writes `text` to a temporary file next to `path`, then renames it into place."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        pathlib.Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_metrics(run_dir: PathLike, metrics: Mapping[str, Any]) -> pathlib.Path:
+    """Writes `metrics.json` (atomically)."""
+    return write_text_atomic(pathlib.Path(run_dir) / METRICS_FILE, json.dumps(metrics, indent=2, default=float))
+
+
+def read_metrics(run_dir: PathLike) -> dict:
+    """The run's `metrics.json` ({} when there is none yet)."""
+    path = pathlib.Path(run_dir) / METRICS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def read_config(path: PathLike) -> dict:
+    """Reads and checks a zoo config or a run's `config.yaml`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a mapping, unknown keys, or `model_config` / `training` / `data` not
+            mappings.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"config file {path} not found; pass a zoo config such as models/sasrec/config.yaml "
+            "or a run's config.yaml."
+        )
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error}).".replace("\n", " ")) from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a YAML mapping with keys {list(CONFIG_KEYS[:6])}; got {type(config).__name__}.")
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; a config may contain {list(CONFIG_KEYS)}.")
+    for key in ("model_config", "training", "data"):
+        if not isinstance(config.get(key) or {}, dict):
+            raise ValueError(f"{path}: `{key}` must be a mapping; got {config[key]!r}.")
+    return config
+
+
+def write_run_config(run_dir: PathLike, config: Mapping[str, Any]) -> pathlib.Path:
+    """Writes the run's `config.yaml` (the zoo-config format, so `train --config` repeats it)."""
+    return write_text_atomic(pathlib.Path(run_dir) / RUN_CONFIG_FILE, yaml.safe_dump(dict(config), sort_keys=False))
+
+
+def read_run_config(run_dir: PathLike) -> dict:
+    """The `config.yaml` that `tf-attnrec train` wrote (clear errors when it is not a run)."""
+    run_dir = pathlib.Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} not found; pass a folder written by `tf-attnrec train`.")
+    path = run_dir / RUN_CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a run directory written by `tf-attnrec train`.")
+    return read_config(path)
+
+
+def write_items(items: Any, vocabulary: Vocabulary, run_dir: PathLike) -> int:
+    """Writes title / genres / year of the vocabulary's items to `items.json`; returns the count."""
+    known = items[items["item_id"].isin(vocabulary.raw_ids(np.arange(2, vocabulary.size)))]
+    records = {}
+    for row in known.itertuples(index=False):
+        record = {"title": str(row.title)} if hasattr(row, "title") and not _is_missing(row.title) else {}
+        if hasattr(row, "genres") and isinstance(row.genres, (tuple, list)):
+            record["genres"] = [str(g) for g in row.genres]
+        year = getattr(row, "year", None)
+        if year is not None and not _is_missing(year):
+            record["year"] = int(year)
+        records[str(row.item_id)] = record
+    write_text_atomic(pathlib.Path(run_dir) / ITEMS_FILE, json.dumps({"format": ITEMS_FORMAT, "items": records}))
+    return len(records)
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(value != value) or value is None  # NaN / pandas NA
+    except TypeError:  # pandas.NA in a boolean context
+        return True
+
+
+def read_items(run_dir: PathLike) -> dict:
+    """`{str(raw item id): {"title": ..., ...}}` from a run's `items.json` ({} if absent)."""
+    path = pathlib.Path(run_dir) / ITEMS_FILE
+    if not path.is_file():
+        return {}
+    payload = json.loads(path.read_text())
+    if payload.get("format") != ITEMS_FORMAT:
+        raise ValueError(f"{path}: not a tf-attnrec items file (format {payload.get('format')!r}).")
+    return payload["items"]
+
+
+# ------------------------------------------------------------------------------ the model
+def save_model(
+    model: tf.keras.Model,
+    run_dir: PathLike,
+    vocabulary: Optional[Vocabulary] = None,
+    extra: Optional[Mapping[str, Any]] = None,
+) -> pathlib.Path:
+    """Writes `model_config.json`, `weights/` (TF checkpoint) and `vocabulary.json`.
+
+    Args:
+        model: A zoo model (a `tf_attnrec.models.RecommenderModel`).
+        run_dir: Directory to write (created if missing; files are overwritten).
+        vocabulary: The item `Vocabulary` the model was trained with (to map raw ids).
+        extra: JSON-serialisable extras stored under "extra" (e.g. the zoo name).
+
+    Returns:
+        The run directory path.
+
+    Example:
+        ```python
+        save_model(model, "runs/sasrec_ml1m", split.vocabulary, {"model": "sasrec"})
+        model, vocabulary, config = load_model("runs/sasrec_ml1m")
+        ```
+    """
+    class_name = type(model).__name__
+    if tf.keras.utils.get_registered_object(f"{_KERAS_PACKAGE}>{class_name}") is not type(model):
+        raise TypeError(
+            f"save_model saves zoo models (registered with tf.keras.utils.register_keras_serializable("
+            f"package={_KERAS_PACKAGE!r})); got {class_name}. Use model.save_weights for other models."
+        )
+    run_dir = pathlib.Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "class_name": class_name,
+        "config": model.get_config(),
+        "max_length": int(model.max_length),
+        "extra": dict(extra or {}),
+    }
+    write_text_atomic(run_dir / CONFIG_FILE, json.dumps(config, indent=2, default=str))
+    model.save_weights(str(run_dir / WEIGHTS_PREFIX))
+    if vocabulary is not None:
+        write_text_atomic(run_dir / VOCABULARY_FILE, vocabulary.to_json())
+    return run_dir
+
+
+def load_model(run_dir: PathLike) -> tuple[tf.keras.Model, Optional[Vocabulary], dict]:
+    """Rebuilds the model of any run directory and restores its weights.
+
+    Args:
+        run_dir: A directory written by `save_model` (`tf-attnrec train`, `train_sequential`,
+            `train_ranker`).
+
+    Returns:
+        `(model, item vocabulary or None, model_config.json dict)`.
+
+    Raises:
+        FileNotFoundError: `run_dir` lacks the config or the weights; the message names them.
+        ValueError: the config names a class that is not a registered zoo model.
+    """
+    run_dir = pathlib.Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"{config_path} not found: {run_dir} is not a run directory written by `tf-attnrec train` "
+            "(or tf_attnrec.runs.save_model)."
+        )
+    config = json.loads(config_path.read_text())
+    model_class = tf.keras.utils.get_registered_object(f"{_KERAS_PACKAGE}>{config.get('class_name')}")
+    if model_class is None or not hasattr(model_class, "build_variables"):
+        raise ValueError(
+            f"{config_path}: unknown class_name {config.get('class_name')!r}; expected a tf_attnrec zoo "
+            "model (see `tf-attnrec list-models`)."
+        )
+    model = model_class.from_config(config["config"])
+    model.build_variables()
+    if not tf.io.gfile.glob(str(run_dir / WEIGHTS_PREFIX) + ".index"):
+        raise FileNotFoundError(f"{run_dir / WEIGHTS_PREFIX}.index not found (no saved weights).")
+    status = model.load_weights(str(run_dir / WEIGHTS_PREFIX))
+    # Optimizer slots are in the checkpoint but not needed for inference: do not warn.
+    status.assert_existing_objects_matched().expect_partial()
+    vocabulary_path = run_dir / VOCABULARY_FILE
+    vocabulary = Vocabulary.from_json(vocabulary_path.read_text()) if vocabulary_path.is_file() else None
+    return model, vocabulary, config
+
+
+def _architecture(config: Any) -> Any:
+    """A config without layer names and build shapes (which differ between equal models)."""
+    if isinstance(config, Mapping):
+        return {k: _architecture(v) for k, v in config.items() if k not in ("name", "build_config")}
+    if isinstance(config, (list, tuple)):
+        return [_architecture(v) for v in config]
+    return config
+
+
+def load_weights_from_run(
+    model: tf.keras.Model, run_dir: PathLike, vocabulary: Optional[Vocabulary] = None
+) -> None:
+    """Warm-starts `model` with the weights of a saved run (to continue its training).
+
+    Args:
+        model: A model built with the same architecture as the saved one.
+        run_dir: A directory written by `save_model`.
+        vocabulary: The vocabulary `model` is trained with; it must equal the saved one, or
+            item rows would be assigned to the wrong items.
+
+    Raises:
+        FileNotFoundError: `run_dir` lacks the config or the weights.
+        ValueError: the saved architecture or vocabulary differs from `model`'s.
+    """
+    saved, saved_vocabulary, _ = load_model(run_dir)
+    model.build_variables()
+    if _architecture(saved.get_config()) != _architecture(model.get_config()):
+        raise ValueError(
+            f"{pathlib.Path(run_dir) / CONFIG_FILE}: the saved model's config differs from the "
+            "model being trained; continue a run with the same model config."
+        )
+    if vocabulary is not None and saved_vocabulary is not None and saved_vocabulary != vocabulary:
+        raise ValueError(
+            f"{pathlib.Path(run_dir) / VOCABULARY_FILE}: the saved item vocabulary differs from "
+            "the training data's; continue a run on the same dataset."
+        )
+    model.set_weights(saved.get_weights())
+
+
+# ------------------------------------------------------------------------- side features
+def save_feature_tables(
+    run_dir: PathLike, vocabularies: FeatureVocabularies, item_genres: np.ndarray, item_year: np.ndarray
+) -> None:
+    """Writes `feature_vocabularies.json` and `item_features.npz` (per item id: genre and year ids).
+
+    Args:
+        run_dir: The run directory.
+        vocabularies: The `FeatureVocabularies` the model was trained with.
+        item_genres: int32 `[item.size, G]` (`RankingData.item_genres`).
+        item_year: int32 `[item.size]` (`RankingData.item_year`).
+
+    Raises:
+        ValueError: tables whose shapes do not match the vocabularies.
+    """
+    item_genres, item_year = np.asarray(item_genres, np.int32), np.asarray(item_year, np.int32)
+    if item_genres.shape != (vocabularies.item.size, vocabularies.max_genres) or item_year.shape != (
+        vocabularies.item.size,
+    ):
+        raise ValueError(
+            f"item tables of shape {item_genres.shape} / {item_year.shape} do not match the "
+            f"vocabularies ({vocabularies.item.size} items, {vocabularies.max_genres} genres); pass "
+            "RankingData.item_genres and RankingData.item_year."
+        )
+    run_dir = pathlib.Path(run_dir)
+    write_text_atomic(run_dir / VOCABULARIES_FILE, vocabularies.to_json())
+    np.savez(run_dir / ITEM_FEATURES_FILE, item_genres=item_genres, item_year=item_year)
+
+
+def load_feature_tables(run_dir: PathLike) -> tuple[FeatureVocabularies, dict[str, np.ndarray]]:
+    """`(FeatureVocabularies, {"item_genres", "item_year"})` of a run with side features.
+
+    Raises:
+        FileNotFoundError: a file is missing (the message names it).
+    """
+    run_dir = pathlib.Path(run_dir)
+    for name in (VOCABULARIES_FILE, ITEM_FEATURES_FILE):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(
+                f"{run_dir / name} not found: {run_dir} is not a run of a model with side features "
+                "(e.g. `tf-attnrec train --model din ...`)."
+            )
+    vocabularies = FeatureVocabularies.from_json((run_dir / VOCABULARIES_FILE).read_text())
+    with np.load(run_dir / ITEM_FEATURES_FILE) as tables:
+        item_tables = {"item_genres": tables["item_genres"], "item_year": tables["item_year"]}
+    return vocabularies, item_tables

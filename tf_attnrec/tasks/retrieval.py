@@ -1,0 +1,389 @@
+"""Sequential retrieval: next-item models ranked over the whole catalogue (leave-one-out).
+
+`train_sequential` = the shared loop (`tf_attnrec.training.fit_model`) on next-item batches,
+plus a Keras callback that runs full-catalogue validation and writes `val_ndcg@10` etc. into
+the epoch logs, so the loop's `EarlyStopping(monitor="val_ndcg@10")` picks the best model.
+Then validation and test are evaluated once and, with `run_dir`, the run is saved.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+
+from tf_attnrec import runs
+from tf_attnrec.data.dataset import Dataset
+from tf_attnrec.data.pipelines import next_item_dataset, pad_sequences
+from tf_attnrec.data.splits import SequenceSplit, leave_one_out_split
+from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
+from tf_attnrec.evaluation.beyond_accuracy import beyond_accuracy_metrics, item_popularity
+from tf_attnrec.evaluation.ranking import full_catalogue_evaluate, sampled_evaluate
+from tf_attnrec.models.registry import ModelSpec
+from tf_attnrec.tasks.base import Run, Task, TrainingResult
+from tf_attnrec.training import fit_model
+
+PathLike = Union[str, os.PathLike]
+MONITOR = "val_ndcg@10"
+
+
+def make_score_fn(model: tf.keras.Model, max_length: int) -> tf.types.experimental.GenericFunction:
+    """A compiled `history [B, any L] -> scores [B, vocab_size]` for the evaluator.
+
+    Histories are cut to their most recent `max_length` items and left-padded to exactly
+    `max_length`, so one graph serves every batch (and long histories can still be passed
+    whole, letting the evaluator exclude every item the user has seen).
+
+    Args:
+        model: A retrieval zoo model (a `RecommenderModel` with `score(history)`).
+        max_length: The history length the model reads.
+
+    Returns:
+        A `tf.function`, one per (model, max_length): later calls return the traced one, so
+        validation, test and recommend do not trace the model again.
+    """
+    return model.cached_function(("score", int(max_length)), lambda: _score_fn(model, int(max_length)))
+
+
+def _score_fn(model: tf.keras.Model, max_length: int) -> tf.types.experimental.GenericFunction:
+    # autograph=False: no Python control flow here, and AutoGraph warns on the closure.
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None], tf.int32)], reduce_retracing=True, autograph=False
+    )
+    def score_fn(history: tf.Tensor) -> tf.Tensor:
+        history = history[:, -max_length:]
+        pad = max_length - tf.shape(history)[1]
+        history = tf.pad(history, [[0, 0], [pad, 0]])
+        history = tf.ensure_shape(history, [None, max_length])
+        return model.score(history)
+
+    return score_fn
+
+
+def evaluate_sequential(
+    model: tf.keras.Model,
+    split: SequenceSplit,
+    stage: str = "test",
+    max_length: Optional[int] = None,
+    ks: Sequence[int] = (10, 20),
+    batch_size: int = 512,
+    max_users: Optional[int] = None,
+    protocol: str = "full",
+    beyond_accuracy: bool = False,
+    num_negatives: int = 100,
+    seed: int = 0,
+) -> dict:
+    """Ranking metrics (seen items excluded) on the validation or test items of a split.
+
+    Args:
+        model: A trained zoo model.
+        split: The leave-one-out split the model was trained on.
+        stage: "validation" (history = train sequence) or "test" (history = train +
+            validation item).
+        max_length: History length read by the model (default: the model's own).
+        ks: Cut-offs.
+        batch_size: Users scored at once.
+        max_users: Evaluate only the first `max_users` evaluable users (None = all).
+        protocol: "full" ranks each target against the whole catalogue; "sampled" against
+            `num_negatives` uniformly sampled unseen items (keys prefixed "sampled100_").
+        beyond_accuracy: With "full", also coverage@K, novelty@K, mean_popularity@K and gini@K
+            of the top-K lists (popularity counted on the training sequences).
+        num_negatives: Negatives per user for the sampled protocol.
+        seed: Seed of the sampled negatives.
+
+    Returns:
+        The metrics dict ("protocol": "full" or "sampled-N", "hr@10", "ndcg@10", ...).
+
+    Example:
+        ```python
+        metrics = evaluate_sequential(model, split, "test", beyond_accuracy=True)
+        ```
+    """
+    if stage not in ("validation", "test"):
+        raise ValueError(f"stage must be 'validation' or 'test'; got {stage!r}.")
+    if protocol not in ("full", "sampled"):
+        raise ValueError(f"protocol must be 'full' or 'sampled'; got {protocol!r}.")
+    inputs = split.validation_inputs() if stage == "validation" else split.test_inputs()
+    histories, targets = inputs.histories, inputs.targets
+    if max_users is not None:
+        histories, targets = histories[:max_users], targets[:max_users]
+    if not len(targets):
+        raise ValueError(
+            f"the split has no user with a {stage} item (every user has < 3 interactions)."
+        )
+    max_length = max_length or model.max_length
+    # Pad to the longest history so that every seen item (not only the last max_length) is
+    # excluded from the candidates; the score function reads the last max_length.
+    padded = pad_sequences(histories, max(max(len(h) for h in histories), 1))
+    score_fn = make_score_fn(model, max_length)
+    if protocol == "sampled":
+        return sampled_evaluate(
+            score_fn, padded, targets, ks=ks, num_negatives=num_negatives, seed=seed
+        )
+    if not beyond_accuracy:
+        return full_catalogue_evaluate(score_fn, padded, targets, ks=ks, batch_size=batch_size)
+    metrics, top_k = full_catalogue_evaluate(
+        score_fn, padded, targets, ks=ks, batch_size=batch_size, return_top_k=True
+    )
+    counts = item_popularity(np.concatenate(split.train), split.vocabulary.size)
+    metrics.update(beyond_accuracy_metrics(top_k, counts, ks=ks))
+    return metrics
+
+
+class FullCatalogueValidation(tf.keras.callbacks.Callback):
+    """Runs full-catalogue validation every epoch and logs `val_*` metrics.
+
+    Adds e.g. `val_ndcg@10`, `val_hr@10` to the epoch `logs` (so `EarlyStopping`,
+    `CSVLogger`, `History` and TensorBoard see them). Put it before `EarlyStopping` in the
+    callbacks list (`fit_model` does).
+
+    Args:
+        split: The leave-one-out split (its validation items are evaluated).
+        max_length: History length the model reads.
+        ks: Cut-offs.
+        batch_size: Users scored at once.
+        max_users: Evaluate the first `max_users` users only (None = all).
+        verbose: Print one line per evaluation.
+        passes_per_epoch: Passes over the training data per Keras epoch (for the printed
+            pass count when `fit` spans several passes per epoch).
+
+    Example:
+        ```python
+        callbacks = [FullCatalogueValidation(split, 200),
+                     tf.keras.callbacks.EarlyStopping("val_ndcg@10", mode="max", patience=5,
+                                                      restore_best_weights=True)]
+        model.fit(train_ds, epochs=100, callbacks=callbacks)
+        ```
+    """
+
+    def __init__(
+        self,
+        split: SequenceSplit,
+        max_length: int,
+        ks: Sequence[int] = (10, 20),
+        batch_size: int = 512,
+        max_users: Optional[int] = None,
+        verbose: int = 1,
+        passes_per_epoch: int = 1,
+    ) -> None:
+        super().__init__()
+        self.passes_per_epoch = max(1, int(passes_per_epoch))
+        inputs = split.validation_inputs()
+        histories, targets = inputs.histories, inputs.targets
+        if max_users is not None:
+            histories, targets = histories[:max_users], targets[:max_users]
+        self.histories = pad_sequences(histories, max(max(len(h) for h in histories), 1))
+        self.targets = targets
+        self.max_length = max_length
+        self.ks = tuple(ks)
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self._score_fn = None
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        logs = {} if logs is None else logs
+        if self._score_fn is None:
+            self._score_fn = make_score_fn(self.model, self.max_length)
+        start = time.perf_counter()
+        metrics = full_catalogue_evaluate(
+            self._score_fn, self.histories, self.targets, ks=self.ks, batch_size=self.batch_size
+        )
+        values = {f"val_{k}": float(v) for k, v in metrics.items() if "@" in k or k == "mrr"}
+        logs.update(values)
+        logs["val_seconds"] = time.perf_counter() - start
+        if self.verbose:
+            shown = " ".join(f"{k}={v:.4f}" for k, v in values.items() if "@10" in k)
+            rate = float(tf.keras.backend.get_value(self.model.optimizer.learning_rate))
+            train_seconds = logs.get("train_seconds", float("nan"))
+            print(
+                f"pass {(epoch + 1) * self.passes_per_epoch}: loss={logs.get('loss', float('nan')):.4f} "
+                f"{shown} lr={rate:.3g} train {train_seconds / self.passes_per_epoch:.1f}s/pass "
+                f"val {logs['val_seconds']:.1f}s",
+                flush=True,
+            )
+
+
+def train_sequential(
+    model: tf.keras.Model,
+    split: SequenceSplit,
+    *,
+    batch_size: int = 128,
+    max_length: Optional[int] = None,
+    ks: Sequence[int] = (10, 20),
+    split_long_sequences: bool = False,
+    validation_users: Optional[int] = None,
+    evaluate_test: bool = True,
+    seed: int = 0,
+    run_dir: Optional[PathLike] = None,
+    extra_config: Optional[dict] = None,
+    init_from: Optional[PathLike] = None,
+    verbose: int = 1,
+    **loop: Any,
+) -> TrainingResult:
+    """Trains a retrieval model with early stopping on full-catalogue validation NDCG@10.
+
+    Args:
+        model: From `create_model(...)`. A `PopularityModel` is only adapted (no fit).
+        split: `leave_one_out_split(...)` output.
+        batch_size: Training sequences per step.
+        max_length: History length (default: the model's `max_length`).
+        ks: Cut-offs of the reported metrics.
+        split_long_sequences: Cut sequences longer than `max_length` into windows (all
+            items become targets) instead of keeping only the most recent ones (SASRec).
+        validation_users: Validate on the first n users only (faster; None = all).
+        evaluate_test: Evaluate the test items after training (with beyond-accuracy metrics).
+        seed: Seed for weights, dropout and shuffling.
+        run_dir: If given, save model, vocabulary, metrics and logs here.
+        extra_config: JSON-serialisable values stored with the saved model (e.g. zoo name).
+        init_from: A saved run directory to warm-start from (same model config and item
+            vocabulary), to continue a run that stopped; the optimizer starts afresh.
+        verbose: 0 silent, 1 one line per validation, 2 also Keras progress per epoch.
+        **loop: `tf_attnrec.training.fit_model` settings: `learning_rate`, `epochs`,
+            `patience`, `eval_every`, `jit_compile`, `reduce_lr_patience`, `reduce_lr_factor`,
+            `min_learning_rate`, `time_limit_minutes`, `callbacks`, `monitor`.
+
+    Returns:
+        `TrainingResult`.
+
+    Example:
+        ```python
+        split = leave_one_out_split(read_sasrec_txt("ml-1m.txt"))
+        model = create_model("sasrec", vocab_size=split.vocabulary.size)
+        result = train_sequential(model, split, epochs=200, eval_every=2, run_dir="runs/sasrec")
+        result.test["ndcg@10"]
+        ```
+    """
+    loop = {**RetrievalTask.training_defaults, "monitor": MONITOR, **loop}
+    tf.keras.utils.set_random_seed(seed)
+    max_length = max_length or model.max_length
+    model.adapt(split.train)
+    if init_from is not None:
+        runs.load_weights_from_run(model, init_from, split.vocabulary)
+    fit = None
+    if model.requires_training:
+        dataset = next_item_dataset(
+            split.train, max_length=max_length, batch_size=batch_size, shuffle=True, seed=seed,
+            split_long_sequences=split_long_sequences, drop_remainder=bool(loop.get("jit_compile")),
+        )
+        validation = FullCatalogueValidation(
+            split, max_length, ks=ks, max_users=validation_users, verbose=verbose,
+            passes_per_epoch=int(loop.get("eval_every", 1)),
+        )
+        fit = fit_model(model, dataset, validation_callbacks=[validation], run_dir=run_dir,
+                        verbose=2 if verbose >= 2 else 0, **loop)
+    validation_metrics = evaluate_sequential(model, split, "validation", max_length, ks)
+    test = evaluate_sequential(model, split, "test", max_length, ks, beyond_accuracy=True) if evaluate_test else None
+    result = TrainingResult(model, validation_metrics, test, fit)
+    if run_dir is not None:
+        result.run_dir = runs.save_model(model, run_dir, split.vocabulary, extra_config)
+        runs.write_metrics(run_dir, result.metrics(init_from=str(init_from) if init_from else None))
+    return result
+
+
+def format_metrics(metrics: Mapping[str, Any], title: str) -> str:
+    """A metrics dict as a text table: one row per metric, one column per cut-off K."""
+    prefix = next((k.split("_", 1)[0] + "_" for k in metrics if k.startswith("sampled")), "")
+    rows: dict[str, dict[int, float]] = {}
+    scalars = {}
+    for key, value in metrics.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        name = key[len(prefix):] if prefix and key.startswith(prefix) else key
+        if "@" in name:
+            metric, k = name.rsplit("@", 1)
+            rows.setdefault(metric, {})[int(k)] = float(value)
+        else:
+            scalars[name] = value
+    ks = sorted({k for row in rows.values() for k in row})
+    width = max([len(name) for name in rows] + [len(name) + 12 for name in scalars] + [6])
+    lines = [title, f"  {'metric':<{width}}" + "".join(f"{'@' + str(k):>11}" for k in ks)]
+    for name, row in rows.items():
+        cells = "".join(f"{row[k]:>11.4f}" if k in row else f"{'-':>11}" for k in ks)
+        lines.append(f"  {name:<{width}}{cells}")
+    for name, value in scalars.items():
+        text = f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
+        label = f"{name} (all ranks)" if name in rows else name  # e.g. MRR without a cut-off
+        lines.append(f"  {label:<{width}}{text:>11}")
+    return "\n".join(lines)
+
+
+class RetrievalTask(Task):
+    """Next-item retrieval over the whole catalogue (sasrec, lstm_attention, popularity, ...)."""
+
+    name = "retrieval"
+    monitor = MONITOR
+    training_defaults = {"eval_every": 2}
+
+    def build_data(self, dataset: Dataset, model_config: Mapping[str, Any], options: Mapping[str, Any],
+                   run: Optional[Run] = None) -> SequenceSplit:
+        vocabulary = run.artifacts.get("vocabulary") if run is not None else None
+        if vocabulary is not None and Vocabulary.from_ids(dataset.interactions["item_id"]) != vocabulary:
+            raise ValueError(
+                f"the {dataset.name or 'dataset'} data read from {dataset.source} does not have the items the run "
+                "was trained on; pass --data-dir (or the --data file) used for training."
+            )
+        return leave_one_out_split(dataset.interactions, vocabulary=vocabulary)
+
+    def item_vocabulary(self, data: Any) -> Any:
+        return data.vocabulary
+
+    def build_model(self, spec: ModelSpec, data: SequenceSplit, model_config: Mapping[str, Any]) -> tf.keras.Model:
+        return spec.build(vocab_size=data.vocabulary.size, **model_config)
+
+    def fit_function(self) -> Any:
+        return train_sequential
+
+    def fit(self, model: tf.keras.Model, data: SequenceSplit, **training: Any) -> TrainingResult:
+        return train_sequential(model, data, **training)
+
+    def evaluate(self, model: tf.keras.Model, data: SequenceSplit, stage: str = "test", *, protocol: str = "full",
+                 ks: Sequence[int] = (10, 20), num_negatives: int = 100) -> dict:
+        return evaluate_sequential(model, data, stage, ks=ks, protocol=protocol,
+                                   beyond_accuracy=protocol == "full", num_negatives=num_negatives)
+
+    def format_metrics(self, metrics: Mapping[str, Any], title: str) -> str:
+        return format_metrics(metrics, title)
+
+    def save_artifacts(self, run_dir: pathlib.Path, data: SequenceSplit) -> None:
+        pass  # the item vocabulary is saved with the model
+
+    def load_run(self, run_dir: pathlib.Path, config: dict) -> Run:
+        model, vocabulary, _ = runs.load_model(run_dir)
+        if vocabulary is None:
+            raise FileNotFoundError(f"{run_dir / runs.VOCABULARY_FILE} not found; cannot map raw item ids.")
+        return Run(run_dir, model, config, {"vocabulary": vocabulary})
+
+    def export(self, run: Run, output: pathlib.Path, *, overwrite: bool = False, **options: Any) -> Any:
+        from tf_attnrec.export.topk import export_retrieval
+
+        return export_retrieval(run.model, output, vocabulary=run.artifacts["vocabulary"],
+                                overwrite=overwrite, **options)
+
+    def recommend(self, run: Run, history: Sequence[Any], k: int = 10, include_seen: bool = False) -> dict:
+        """Top-k unseen items for raw item ids (most recent last); unknown ids are reported."""
+        vocabulary: Vocabulary = run.artifacts["vocabulary"]
+        ids = np.array([int(vocabulary.lookup(raw)) for raw in history], np.int32)
+        known = ids[ids >= FIRST_ID].astype(np.int32)
+        unknown = [raw for raw, item in zip(history, ids) if item < FIRST_ID]
+        if not len(known):
+            examples = ", ".join(map(str, vocabulary.raw_ids(np.arange(FIRST_ID, min(FIRST_ID + 3, vocabulary.size)))))
+            raise ValueError(f"none of the history ids {list(history)} is an item the model knows; item ids look like {examples}.")
+        scores = make_score_fn(run.model, run.model.max_length)(tf.constant(known[None, :])).numpy()[0]
+        scores[:FIRST_ID] = -np.inf  # padding, OOV
+        if not include_seen:
+            scores[known] = -np.inf
+        k = min(k, int(np.isfinite(scores).sum()))
+        top = np.argsort(-scores, kind="stable")[:k]
+        return {"history": known, "unknown": unknown, "items": top, "scores": scores[top],
+                "raw_ids": vocabulary.raw_ids(top)}
+
+    def explain(self, run: Run, dataset: Dataset, user: Any, item: Optional[Any]) -> dict:
+        from tf_attnrec import explain
+
+        explain.check_explainable(run.model)
+        split = self.build_data(dataset, {}, {}, run)
+        return explain.explain_history(run.model, run.artifacts["vocabulary"], split, user, item)
