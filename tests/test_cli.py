@@ -244,3 +244,24 @@ def test_export_serves_the_same_top_k_as_recommend_in_a_fresh_process(trained_ru
     served = json.loads(result.stdout.strip().splitlines()[-1])
     assert served[0] == expected
     assert len(served[1]) == 5 and all(served[1])  # unknown id only: still k valid items
+
+
+def test_train_evaluate_export_on_a_sasrec_text_file(ml100k_dir, tmp_path, capsys):
+    ratings = np.loadtxt(ml100k_dir / "u.data", dtype=np.int64)
+    ratings = ratings[ratings[:, 0] <= 200]
+    ratings = ratings[np.lexsort((ratings[:, 3], ratings[:, 0]))]  # per user, oldest first
+    text = tmp_path / "log.txt"
+    text.write_text("".join(f"{user} {item}\n" for user, item in ratings[:, :2]))
+    run_dir = tmp_path / "run"
+    status, out, err = _run(["train", "--data", str(text), "--model", "sasrec", "--output", str(run_dir),
+                             "--quiet", *TINY], capsys)
+    assert status == 0, err
+    assert "SASRec text" in out
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["data"] == {"kind": "file", "interactions": str(text.resolve())}
+    saved = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert saved["num_users"] == 200
+    status, out, err = _run(["evaluate", str(run_dir)], capsys)
+    assert status == 0 and f"{saved['ndcg@10']:.4f}" in out, err
+    status, out, err = _run(["export", str(run_dir), "--output", str(tmp_path / "serving" / "txt" / "1")], capsys)
+    assert status == 0 and "serving_default" in out, err

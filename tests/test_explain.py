@@ -141,7 +141,7 @@ def _png_size(path: pathlib.Path) -> tuple[int, int]:
 
 
 def test_heatmap_is_a_png_whose_height_grows_with_the_rows(short_user_explanation, din_run, tmp_path):
-    titles = cli.read_items(din_run)
+    titles = runs.read_items(din_run)
     full = explain.plot_attention(short_user_explanation, tmp_path / "all.png", titles=titles)
     few = explain.plot_attention(short_user_explanation, tmp_path / "nested" / "top3.png", titles=titles, top=3)
     assert full.stat().st_size > 20_000
@@ -169,7 +169,7 @@ def test_cli_explain_prints_the_top_items_with_titles_and_writes_the_png(din_run
     out = capsys.readouterr().out
     png = din_run / f"explain_user{SHORT_USER}_item{item}.png"
     assert png.is_file() and png.read_bytes()[:8] == PNG_MAGIC and str(png) in out
-    titles = cli.read_items(din_run)
+    titles = runs.read_items(din_run)
     top = explain.top_items(short_user_explanation, 3)
     assert f"click probability {short_user_explanation['probability']:.4f}" in out
     assert titles[str(item)]["title"] in out  # the candidate

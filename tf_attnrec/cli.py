@@ -228,8 +228,13 @@ def _run_dataset(run: Any, args: argparse.Namespace) -> Any:
         source = _data_source(args, {})
     elif config.get("data"):
         source = DataSource.from_config(config["data"])
-    else:  # a run written before sources were recorded
+    elif config.get("dataset"):  # a run written before data sources were recorded
         source = DataSource.named(config["dataset"], data_dir=config.get("data_dir"))
+    else:
+        raise ValueError(
+            f"{run.run_dir} records no data source (it was saved by the library, not by `{PROG} train`); "
+            "pass --data FILE with the data it was trained on."
+        )
     return source.load(download=not args.no_download, data_dir=args.data_dir)
 
 

@@ -116,14 +116,22 @@ def write_run_config(run_dir: PathLike, config: Mapping[str, Any]) -> pathlib.Pa
 
 
 def read_run_config(run_dir: PathLike) -> dict:
-    """The `config.yaml` that `tf-attnrec train` wrote (clear errors when it is not a run)."""
+    """The `config.yaml` that `tf-attnrec train` wrote (clear errors when it is not a run).
+
+    A run saved by the library alone (`train_sequential(..., run_dir=...)`) has no
+    `config.yaml`; its model name then comes from `model_config.json`, which is enough to
+    reload and export it (commands that reread the data need the recorded data source).
+    """
     run_dir = pathlib.Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} not found; pass a folder written by `tf-attnrec train`.")
     path = run_dir / RUN_CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run_dir} is not a run directory written by `tf-attnrec train`.")
-    return read_config(path)
+    if path.is_file():
+        return read_config(path)
+    if (run_dir / CONFIG_FILE).is_file():  # saved by the library (train_*(run_dir=...)), not the CLI
+        saved = json.loads((run_dir / CONFIG_FILE).read_text())
+        return {"model": saved.get("extra", {}).get("model") or saved["config"].get("name")}
+    raise FileNotFoundError(f"{path} not found: {run_dir} is not a run directory written by `tf-attnrec train`.")
 
 
 def write_items(items: Any, vocabulary: Vocabulary, run_dir: PathLike) -> int:

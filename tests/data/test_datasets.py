@@ -27,7 +27,7 @@ from tf_attnrec.data.datasets import (
     register_dataset,
 )
 from tf_attnrec.data.downloads import DATASET_SOURCES, ArchiveSource, fetch_archive
-from tf_attnrec.data.errors import ChecksumMismatchError, DownloadError
+from tf_attnrec.data.errors import ChecksumMismatchError, DataFormatError, DownloadError
 from tf_attnrec.data.readers import read_movielens_ratings, read_sasrec_txt
 
 ML1M_FILES = {
@@ -110,6 +110,8 @@ def test_download_over_http_verifies_caches_and_reuses(server, ml1m_zip, tmp_pat
     again = load_dataset("ml-1m", cache_dir=cache, source=ml1m_zip, form="grouplens")
     assert len(log) == before + 1  # served from the cache, no second request
     assert again.num_interactions == 4
+    with pytest.raises(DataFormatError, match=r"ml-1m/ratings\.dat: no rating .* SASRec form is empty; pass form='grouplens'"):
+        load_dataset("ml-1m", cache_dir=cache, source=ml1m_zip, download=False)  # "auto": 4 ratings, no 5-core
 
 
 def test_checksum_mismatch_deletes_the_file_and_raises(server, ml1m_zip, tmp_path):

@@ -1,4 +1,8 @@
-"""Every zoo model builds, round-trips its config, and trains a step with every loss."""
+"""The registry: every family registered beside its definition, defaults from one source.
+
+What every model must do end to end is checked once for all of them in tests/test_zoo.py;
+here: what the registry promises, the zoo configs, and the retrieval head's losses.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +13,42 @@ import pytest
 import tensorflow as tf
 import yaml
 
+import tf_attnrec
 from tests.models.conftest import MAX_LENGTH, VOCAB_SIZE
+from tests.ranking_data import FEATURE_SIZES
 from tf_attnrec.data.pipelines import next_item_dataset
 from tf_attnrec.models.mean_pooling import MeanPoolingEncoder
 from tf_attnrec.models.popularity import PopularityModel
-from tf_attnrec.models.registry import (
-    create_model,
-    default_training_config,
-    get_model_spec,
-    list_models,
-)
+from tf_attnrec.models.registry import create_model, get_model_spec, list_models, signature_defaults
+from tf_attnrec.models.sasrec import SASRecEncoder
 from tf_attnrec.models.sequential_retrieval import LOSSES, SequentialRetrievalModel
-from tf_attnrec.tasks.retrieval import train_sequential
+from tf_attnrec.tasks import get_task
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-NEURAL_MODELS = ["sasrec", "lstm_attention", "attention_pooling", "mean_pooling"]
-SMALL = {
-    "sasrec": {"hidden_dim": 8},
-    "lstm_attention": {"embedding_dim": 8, "units": 8},
-    "attention_pooling": {"embedding_dim": 8},
-    "mean_pooling": {"embedding_dim": 8},
-    "popularity": {},
-}
+ZOO_CARDS = sorted(path.parent.name for path in (REPO_ROOT / "models").glob("*/config.yaml"))
 
 
-def test_registry_lists_the_zoo():
-    assert set(list_models()) >= {*NEURAL_MODELS, "popularity"}
+def test_import_tf_attnrec_registers_every_family_by_task():
+    assert set(tf_attnrec.list_models(task="retrieval")) >= {
+        "sasrec", "lstm_attention", "attention_pooling", "mean_pooling", "popularity"}
+    assert set(tf_attnrec.list_models(task="ranking")) >= {
+        "din", "bst", "autoint", "self_attention_ranker", "embedding_mlp", "dcn"}
+    assert sorted(tf_attnrec.list_models(task="retrieval") + tf_attnrec.list_models(task="ranking")) == list_models()
+    with pytest.raises(ValueError, match="task must be one of"):
+        list_models(task="graph")
+    din = tf_attnrec.create_model("din", vocab_size=FEATURE_SIZES["item"], feature_sizes=FEATURE_SIZES)
+    assert din.name == "din" and din.max_length == get_model_spec("din").default_config()["max_length"]
+
+
+def test_import_alone_is_enough_in_a_fresh_process():
+    import subprocess
+    import sys
+
+    code = ("import tf_attnrec; m = tf_attnrec.create_model('din', vocab_size=10, feature_sizes={'item': 10, "
+            "'genre': 5, 'year': 5, 'gender': 4, 'age': 4, 'occupation': 4}); print(type(m).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "DIN"
 
 
 def test_unknown_name_and_key_are_explained():
@@ -42,37 +56,45 @@ def test_unknown_name_and_key_are_explained():
         create_model("no_such_model", vocab_size=VOCAB_SIZE)
     with pytest.raises(ValueError, match="hidden_size"):
         create_model("sasrec", vocab_size=VOCAB_SIZE, hidden_size=8)
+    with pytest.raises(ValueError, match="feature_sizes"):
+        create_model("din", vocab_size=VOCAB_SIZE)
 
 
-@pytest.mark.parametrize("name", NEURAL_MODELS + ["popularity"])
-def test_builds_scores_and_config_round_trips(name):
-    model = create_model(name, vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, **SMALL[name])
-    history = tf.constant([[0, 0, 0, 5, 6, 7, 8, 9], [0] * 7 + [3]], tf.int32)
-    scores = model.score(history).numpy()
-    assert scores.shape == (2, VOCAB_SIZE)
-    assert np.isfinite(scores).all()
-    assert (scores[:, :2] < scores[:, 2:].min()).all(), "rows 0/1 must never be recommended"
-    config = model.get_config()
-    clone = type(model).from_config(config)
-    assert clone.get_config() == config
-    clone.score(history)
-    if isinstance(model, SequentialRetrievalModel):
-        assert clone.encoder.get_config() == model.encoder.get_config()
-        # Same architecture: weights transfer one to one and give the same scores.
-        clone.set_weights(model.get_weights())
-        np.testing.assert_allclose(clone.score(history).numpy(), scores, rtol=1e-5, atol=1e-5)
+def test_defaults_have_one_source_the_constructors():
+    spec = get_model_spec("sasrec")
+    defaults = spec.default_config()
+    assert defaults == signature_defaults(SASRecEncoder, SequentialRetrievalModel)
+    # The class's own default is the zoo default: nothing else restates it.
+    assert defaults["dropout"] == SASRecEncoder(vocab_size=VOCAB_SIZE).dropout
+    model = create_model("sasrec", vocab_size=VOCAB_SIZE)
+    assert model.encoder.dropout == defaults["dropout"] and model.loss_name == defaults["loss"]
 
 
-@pytest.mark.parametrize("name", NEURAL_MODELS)
+@pytest.mark.parametrize("name", list_models())
+def test_every_spec_has_a_description_and_a_tiny_config_that_builds(name):
+    spec = get_model_spec(name)
+    assert spec.description and spec.tiny
+    sizes = {"feature_sizes": FEATURE_SIZES} if spec.task == "ranking" else {}
+    model = create_model(name, vocab_size=FEATURE_SIZES["item"] if sizes else VOCAB_SIZE, **sizes, **spec.tiny)
+    model.build_variables()
+    assert model.name == name and model.max_length == spec.tiny["max_length"]
+
+
+@pytest.mark.parametrize("name", list_models(task="retrieval"))
+def test_padding_and_oov_are_never_recommended(name):
+    model = create_model(name, vocab_size=VOCAB_SIZE, **get_model_spec(name).tiny)
+    scores = model.score(tf.constant([[0, 0, 0, 5, 6, 7, 8, 9], [0] * 7 + [3]], tf.int32)).numpy()
+    assert scores.shape == (2, VOCAB_SIZE) and np.isfinite(scores).all()
+    assert (scores[:, :2] < scores[:, 2:].min()).all()
+
+
 @pytest.mark.parametrize("loss", LOSSES)
-def test_fit_one_step_every_loss(name, loss, sequences):
-    model = create_model(
-        name, vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, loss=loss, **SMALL[name]
-    )
+def test_fit_one_step_every_loss(loss, sequences):
+    model = create_model("mean_pooling", vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, loss=loss, embedding_dim=8)
     model.adapt(sequences)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
     dataset = next_item_dataset(sequences, MAX_LENGTH, batch_size=8, seed=0)
-    model.score(tf.zeros([1, MAX_LENGTH], tf.int32))  # build the weights
+    model.build_variables()
     before = [w.numpy().copy() for w in model.trainable_weights]
     history = model.fit(dataset.take(1), verbose=0)
     loss_value = history.history["loss"][0]
@@ -130,19 +152,17 @@ def test_prefix_sampling_cuts_real_prefixes():
     assert np.isfinite(float(loss)) and float(loss) > 0
 
 
-@pytest.mark.parametrize("name", NEURAL_MODELS + ["popularity"])
+@pytest.mark.parametrize("name", ZOO_CARDS)
 def test_zoo_card_config_builds(name):
     path = REPO_ROOT / "models" / name / "config.yaml"
     card = yaml.safe_load(path.read_text())
-    assert card["model"] == name
-    model = create_model(name, vocab_size=VOCAB_SIZE, **card.get("model_config", {}))
+    assert card["model"] == name and name in list_models(), f"{path}: not a registered model"
+    spec = get_model_spec(name)
+    sizes = {"feature_sizes": FEATURE_SIZES} if spec.task == "ranking" else {}
+    model = create_model(name, vocab_size=FEATURE_SIZES["item"] if sizes else VOCAB_SIZE, **sizes,
+                         **card.get("model_config", {}))
     assert model.get_config()
-    training = card.get("training", {})
-    unknown = set(training) - set(train_sequential.__kwdefaults__)
-    assert not unknown, f"{path}: unknown training keys {unknown}"
-    if name != "popularity":
-        assert default_training_config(name)
-    assert get_model_spec(name).description
+    get_task(spec.task).check_training_keys(card.get("training", {}))
 
 
 def test_popularity_ranks_by_count():

@@ -1,9 +1,9 @@
 """tf_attnrec.data: readers, named datasets, vocabularies, splits and tf.data pipelines.
 
 Flow: files, `load_dataset(name)` (registry: `DatasetSpec`, `register_dataset`) or a
-`DataSource` (named dataset or a user's log, serializable) -> interactions DataFrame -> `leave_one_out_split` /
-`temporal_split` (+ `Vocabulary`) -> `next_item_dataset` / `evaluation_dataset` /
-`ranking_examples_dataset`.
+`DataSource` (a named dataset or a user's log, serializable) -> interactions DataFrame ->
+`leave_one_out_split` / `temporal_split` (+ `Vocabulary`) -> `next_item_dataset` /
+`evaluation_dataset` / `ranking_examples_dataset`.
 """
 
 from tf_attnrec.data.dataset import Dataset

@@ -16,6 +16,7 @@ from typing import Callable, Literal, Optional, Union
 
 from tf_attnrec.data.dataset import Dataset
 from tf_attnrec.data.downloads import DATASET_SOURCES, ArchiveSource, default_cache_dir, fetch_archive
+from tf_attnrec.data.errors import DataFormatError
 from tf_attnrec.data.preprocessing import sasrec_form
 from tf_attnrec.data.readers import (
     OnBadLines,
@@ -219,7 +220,14 @@ def list_datasets() -> list[str]:
 
 
 def _sasrec_from_ratings(data: Dataset) -> Dataset:
-    return dataclasses.replace(data, interactions=sasrec_form(data.interactions))
+    interactions = sasrec_form(data.interactions)
+    if interactions.empty:
+        raise DataFormatError(
+            f"{pathlib.Path(data.source) / 'ratings.dat'}: no rating has both a user and an item "
+            "with >= 5 ratings, so the SASRec form is empty; pass form='grouplens' to read all "
+            "ratings."
+        )
+    return dataclasses.replace(data, interactions=interactions)
 
 
 ALL_RATINGS = "grouplens (all ratings)"
@@ -297,7 +305,9 @@ def locate_dataset(
             for local in spec.local_forms:
                 recipe = local.recipe(form)
                 if recipe is not None and (folder / local.marker).is_file():
-                    return DatasetLocation(spec, form, folder, local, recipe, "data_dir", cache, tuple(searched))
+                    return DatasetLocation(
+                        spec, form, folder, local, recipe, "data_dir", cache, tuple(searched)
+                    )
         searched.append(str(data_dir))
     source = source or spec.source
     archive = spec.archive_form(source)

@@ -130,7 +130,9 @@ class DataSource:
             get_dataset_spec(self.name).resolve_form(self.form)  # unknown name / form
             return
         if not isinstance(self.interactions, str) or not self.interactions:
-            raise ValueError(f"DataSource: a file source needs the interactions path, got {self.interactions!r}.")
+            raise ValueError(
+                f"DataSource: a file source needs the interactions path, got {self.interactions!r}."
+            )
         extra = [f for f in ("data_dir", "form") if _changed(self, f)]
         if extra:
             raise ValueError(f"DataSource: {extra} apply to named datasets only, not to {self.interactions}.")
@@ -384,7 +386,8 @@ class DataSource:
                 return f"{self.name} ({location.form} form{suffix}; not found locally)"
             form, _, detail = location.recipe.description.partition(" (")
             detail = detail.removesuffix(")")
-            what = f"{self.name} ({form} form: {detail}{suffix})" if detail else f"{self.name} ({form} form{suffix})"
+            detail = f": {detail}" if detail else ""
+            what = f"{self.name} ({form} form{detail}{suffix})"
             if location.folder is None:
                 url = location.spec.source.url
                 return f"{what} from {url} (not downloaded yet)"
@@ -437,7 +440,9 @@ class DataSource:
         path = pathlib.Path(location)
         what = "item" if id_col == "item_id" else "user"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file (the {what} side-feature file of this data source).")
+            raise FileNotFoundError(
+                f"{path}: no such file (the {what} side-feature file of this data source)."
+            )
         frame = _read_table(path, self._sep(path))
         if id_col not in frame.columns:
             raise DataFormatError(
@@ -446,7 +451,9 @@ class DataSource:
             )
         if frame[id_col].isna().any():
             rows = np.flatnonzero(frame[id_col].isna().to_numpy())[:5].tolist()
-            raise DataFormatError(f"{path}: column {id_col!r} is empty in row(s) {rows}; expected an id in every row.")
+            raise DataFormatError(
+                f"{path}: column {id_col!r} is empty in row(s) {rows}; expected an id in every row."
+            )
         if frame[id_col].dtype.kind == "f":
             if not np.all(np.mod(frame[id_col].to_numpy(), 1) == 0):
                 raise DataFormatError(f"{path}: column {id_col!r} holds non-integer numbers; expected ids.")
@@ -513,10 +520,11 @@ def _from_mapping(config: dict, where: str, base_dir: pathlib.Path) -> DataSourc
         raise ValueError(f"{where}: missing key {required!r}; expected {keys[required][1]}.")
     for key, value in config.items():
         types, expected = keys[key]
-        if isinstance(value, bool) or not isinstance(value, types) or (key == "k_core" and value is not None and value < 1):
+        too_small = (key == "k_core" and isinstance(value, int) and value < 1) or (
+            key == "sep" and value == ""
+        )
+        if isinstance(value, bool) or not isinstance(value, types) or too_small:
             raise ValueError(f"{where}: key {key!r} must be {expected}; got {value!r}.")
-        if key == "sep" and value == "":
-            raise ValueError(f"{where}: key 'sep' must be {expected}; got ''.")
     for key in _PATH_KEYS[kind]:
         if config.get(key) is not None:
             config[key] = str((base_dir / pathlib.Path(config[key]).expanduser()).resolve())
@@ -541,9 +549,13 @@ def _read_table(path: pathlib.Path, sep: str) -> pd.DataFrame:
         except pd.errors.EmptyDataError:
             raise DataFormatError(f"{path}: the file is empty; expected a header row then rows.") from None
         except UnicodeDecodeError as error:
-            raise DataFormatError(f"{path}: not valid UTF-8 ({error.reason}); expected a UTF-8 CSV.") from None
+            raise DataFormatError(
+                f"{path}: not valid UTF-8 ({error.reason}); expected a UTF-8 CSV."
+            ) from None
         except pd.errors.ParserError as error:
-            raise DataFormatError(f"{path}: {error}; expected '{sep}'-separated fields as in the header.") from None
+            raise DataFormatError(
+                f"{path}: {error}; expected '{sep}'-separated fields as in the header."
+            ) from None
     duplicated = frame.columns[frame.columns.duplicated()].tolist()
     if duplicated:
         raise DataFormatError(f"{path}: duplicate column name(s) {duplicated}; expected unique names.")

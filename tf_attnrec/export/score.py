@@ -32,17 +32,7 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
-from tf_attnrec.export.common import (
-    PathLike,
-    left_padded,
-    lookup_ids,
-    raw_id_strings,
-    raw_id_table,
-    signature_infos,
-    staged_export,
-    validate_export_dir,
-    write_id_file,
-)
+from tf_attnrec.export import common
 from tf_attnrec.export.summary import ExportSummary
 from tf_attnrec.data import schema
 from tf_attnrec.models.ranking import RankingModel
@@ -83,10 +73,10 @@ class _RankingModule(tf.Module):
     ) -> None:
         super().__init__(name="ranking")
         self.model_variables = list(model.variables)
-        self.item_table = raw_id_table(id_files["item"])
-        self.gender_table = raw_id_table(id_files["gender"])
-        self.age_table = raw_id_table(id_files["age"])
-        self.occupation_table = raw_id_table(id_files["occupation"])
+        self.item_table = common.raw_id_table(id_files["item"])
+        self.gender_table = common.raw_id_table(id_files["gender"])
+        self.age_table = common.raw_id_table(id_files["age"])
+        self.occupation_table = common.raw_id_table(id_files["occupation"])
         self.item_genres = tf.Variable(item_genres, trainable=False, name="item_genres")
         self.item_year = tf.Variable(item_year, trainable=False, name="item_year")
         self._max_length = int(model.max_length)
@@ -111,13 +101,13 @@ class _RankingModule(tf.Module):
                 tf.shape(tensor)[0], batch,
                 message=f"`{name}` and `item_id` must have the same batch size (one row per example)",
             )
-        history_ids = left_padded(lookup_ids(self.item_table, history, empty_is_padding=True),
+        history_ids = common.left_padded(common.lookup_ids(self.item_table, history, empty_is_padding=True),
                                   self._max_length)
-        item_ids = lookup_ids(self.item_table, item_id, empty_is_padding=False)
+        item_ids = common.lookup_ids(self.item_table, item_id, empty_is_padding=False)
         return {
-            schema.USER_GENDER: lookup_ids(self.gender_table, gender, empty_is_padding=False),
-            schema.USER_AGE: lookup_ids(self.age_table, age, empty_is_padding=False),
-            schema.USER_OCCUPATION: lookup_ids(self.occupation_table, occupation, empty_is_padding=False),
+            schema.USER_GENDER: common.lookup_ids(self.gender_table, gender, empty_is_padding=False),
+            schema.USER_AGE: common.lookup_ids(self.age_table, age, empty_is_padding=False),
+            schema.USER_OCCUPATION: common.lookup_ids(self.occupation_table, occupation, empty_is_padding=False),
             schema.ITEM_ID: item_ids,
             schema.ITEM_GENRES: tf.gather(self.item_genres, item_ids),
             schema.ITEM_YEAR: tf.gather(self.item_year, item_ids),
@@ -175,7 +165,7 @@ def _check_fits(model: RankingModel, vocabularies: FeatureVocabularies, item_gen
 
 def export_ranking_model(
     model: RankingModel,
-    export_dir: PathLike,
+    export_dir: common.PathLike,
     *,
     vocabularies: FeatureVocabularies,
     item_genres: np.ndarray,
@@ -214,13 +204,13 @@ def export_ranking_model(
     item_genres = np.asarray(item_genres, np.int32)
     item_year = np.asarray(item_year, np.int32)
     _check_fits(model, vocabularies, item_genres, item_year)
-    raw_values = {key: raw_id_strings(getattr(vocabularies, key), f"{key} values") for key in ID_FILES}
+    raw_values = {key: common.raw_id_strings(getattr(vocabularies, key), f"{key} values") for key in ID_FILES}
     if not model.built:  # variables are created by the first call
         model.build_variables()
     export_dir = pathlib.Path(export_dir)
-    model_name, version = validate_export_dir(export_dir, overwrite)
-    with staged_export(export_dir, overwrite) as (staging, scratch):
-        id_files = {key: write_id_file(scratch / name, raw_values[key]) for key, name in ID_FILES.items()}
+    model_name, version = common.validate_export_dir(export_dir, overwrite)
+    with common.staged_export(export_dir, overwrite) as (staging, scratch):
+        id_files = {key: common.write_id_file(scratch / name, raw_values[key]) for key, name in ID_FILES.items()}
         module = _RankingModule(model, id_files, item_genres, item_year)
         signatures = {"serving_default": module.serve.get_concrete_function()}
         if hasattr(module, "explain"):
@@ -237,7 +227,7 @@ def export_ranking_model(
         export_dir=export_dir,
         model_name=model_name,
         version=version,
-        signatures=signature_infos(signatures),
+        signatures=common.signature_infos(signatures),
         files=files,
         details={"model_class": type(model).__name__, "max_length": int(model.max_length),
                  "num_items": vocabularies.item.num_items, "note": "user_id is accepted but not used by the model"},
@@ -245,8 +235,8 @@ def export_ranking_model(
 
 
 def export_ranker(
-    run_dir: PathLike,
-    output: PathLike,
+    run_dir: common.PathLike,
+    output: common.PathLike,
     overwrite: bool = False,
 ) -> ExportSummary:
     """`export_ranking_model` for a ranking run directory (`tf-attnrec train --model din ...`).

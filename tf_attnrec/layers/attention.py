@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 import tensorflow as tf
+
+from tf_attnrec.layers.config import ConfigFromAttributes
 
 
 def _large_negative(dtype: tf.DType) -> float:
@@ -15,8 +17,22 @@ def _large_negative(dtype: tf.DType) -> float:
     return -1e9
 
 
+def default_masks(
+    query: tf.Tensor,
+    value: tf.Tensor,
+    query_mask: Optional[tf.Tensor],
+    value_mask: Optional[tf.Tensor],
+) -> Tuple[Optional[tf.Tensor], Optional[tf.Tensor]]:
+    """`(query_mask, value_mask)`, each defaulting to the Keras mask of `query` / `value`."""
+    if query_mask is None:
+        query_mask = getattr(query, "_keras_mask", None)
+    if value_mask is None:
+        value_mask = getattr(value, "_keras_mask", None)
+    return query_mask, value_mask
+
+
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class ScaledDotProductAttention(tf.keras.layers.Layer):
+class ScaledDotProductAttention(ConfigFromAttributes, tf.keras.layers.Layer):
     """Scaled dot-product attention `softmax(q k^T / sqrt(d)) v` with masking.
 
     The layer has no weights. Masks of several kinds are combined with a logical AND:
@@ -58,6 +74,8 @@ class ScaledDotProductAttention(tf.keras.layers.Layer):
         >>> attention(x, x, value_mask=tf.ones([2, 5], tf.bool)).shape
         TensorShape([2, 5, 8])
     """
+
+    config_keys = ("dropout", "causal")
 
     def __init__(self, dropout: float = 0.0, causal: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -125,8 +143,7 @@ class ScaledDotProductAttention(tf.keras.layers.Layer):
         training: Optional[bool] = None,
         return_attention_scores: bool = False,
     ) -> Union[tf.Tensor, Tuple[tf.Tensor, tf.Tensor]]:
-        if query_mask is None:
-            query_mask = getattr(query, "_keras_mask", None)
+        query_mask, value_mask = default_masks(query, value, query_mask, value_mask)
         if mask is not None and len(mask.shape) == 2:
             # Keras passes the query's own [B, Tq] Keras mask as `mask` implicitly (also in
             # functional models, where it is not the same tensor object): a query mask.
@@ -141,8 +158,6 @@ class ScaledDotProductAttention(tf.keras.layers.Layer):
             if query_mask is None:
                 query_mask = mask
             mask = None
-        if value_mask is None:
-            value_mask = getattr(value, "_keras_mask", None)
         if key is None:
             key = value
         mask, query_mask, value_mask = (
@@ -207,8 +222,3 @@ class ScaledDotProductAttention(tf.keras.layers.Layer):
         if query_mask is None and mask is not None and len(mask.shape) == 2:
             query_mask = mask
         return query_mask
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update({"dropout": self.dropout, "causal": self.causal})
-        return config

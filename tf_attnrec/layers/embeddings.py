@@ -7,11 +7,13 @@ Module layout note: the spec places both embedding layers here because
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import numpy as np
 import tensorflow as tf
 
+from tf_attnrec.layers.checks import is_positive_int
+from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.multi_head_attention import clone_initializer
 
 _POSITION_KINDS = ("learned", "sinusoidal")
@@ -28,7 +30,7 @@ def _sinusoidal_table(max_length: int, dim: int) -> np.ndarray:
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class PositionEmbedding(tf.keras.layers.Layer):
+class PositionEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
     """Position vectors for left-padded sequences.
 
     Two ways to number the positions of an input of length `T <= max_length`:
@@ -67,6 +69,8 @@ class PositionEmbedding(tf.keras.layers.Layer):
         TensorShape([2, 10, 16])
     """
 
+    config_keys = ("max_length", "output_dim", "kind", "embeddings_initializer", "alignment")
+
     def __init__(
         self,
         max_length: int,
@@ -81,12 +85,12 @@ class PositionEmbedding(tf.keras.layers.Layer):
             raise ValueError(
                 f"PositionEmbedding got alignment={alignment!r}; expected one of {_ALIGNMENTS}."
             )
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
+        if not is_positive_int(max_length):
             raise ValueError(
                 f"PositionEmbedding got max_length={max_length!r}; expected a positive int "
                 "(the longest sequence length, e.g. 200)."
             )
-        if output_dim is not None and (not isinstance(output_dim, int) or output_dim <= 0):
+        if output_dim is not None and not is_positive_int(output_dim):
             raise ValueError(
                 f"PositionEmbedding got output_dim={output_dim!r}; expected a positive int "
                 "or None (None takes the input's last dimension)."
@@ -159,21 +163,9 @@ class PositionEmbedding(tf.keras.layers.Layer):
         dim = self.output_dim if self.output_dim is not None else input_shape[-1]
         return tf.TensorShape([input_shape[0], input_shape[1], dim])
 
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update({
-            "max_length": self.max_length,
-            "output_dim": self.output_dim,
-            "kind": self.kind,
-            "embeddings_initializer": tf.keras.initializers.serialize(
-                self.embeddings_initializer),
-            "alignment": self.alignment,
-        })
-        return config
-
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class ItemSequenceEmbedding(tf.keras.layers.Layer):
+class ItemSequenceEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
     """Item embeddings plus position embeddings for left-padded item-id histories.
 
     Item id 0 is padding: it produces a Keras mask (`item_ids != 0`) and a zero output
@@ -209,6 +201,11 @@ class ItemSequenceEmbedding(tf.keras.layers.Layer):
         (TensorShape([1, 5, 8]), [[False, False, True, True, True]])
     """
 
+    config_keys = (
+        "vocab_size", "embedding_dim", "max_length", "position", "dropout", "scale",
+        "position_alignment", "embeddings_initializer", "embeddings_regularizer",
+    )
+
     def __init__(
         self,
         vocab_size: int,
@@ -225,7 +222,7 @@ class ItemSequenceEmbedding(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         for name, number in (("vocab_size", vocab_size), ("embedding_dim", embedding_dim),
                              ("max_length", max_length)):
-            if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+            if not is_positive_int(number):
                 raise ValueError(
                     f"ItemSequenceEmbedding got {name}={number!r}; expected a positive int "
                     "(vocab_size is num_items + 2, see Vocabulary.size)."
@@ -327,20 +324,3 @@ class ItemSequenceEmbedding(tf.keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
         return tf.TensorShape(input_shape).concatenate([self.embedding_dim])
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update({
-            "vocab_size": self.vocab_size,
-            "embedding_dim": self.embedding_dim,
-            "max_length": self.max_length,
-            "position": self.position,
-            "dropout": self.dropout,
-            "scale": self.scale,
-            "position_alignment": self.position_alignment,
-            "embeddings_initializer": tf.keras.initializers.serialize(
-                self.embeddings_initializer),
-            "embeddings_regularizer": tf.keras.regularizers.serialize(
-                self.embeddings_regularizer),
-        })
-        return config

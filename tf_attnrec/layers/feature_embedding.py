@@ -7,6 +7,8 @@ from typing import Any, Mapping
 import tensorflow as tf
 
 from tf_attnrec.data import schema
+from tf_attnrec.layers.checks import check_positive_int
+from tf_attnrec.layers.config import ConfigFromAttributes
 
 POOLING_MODES = ("sum", "mean")
 
@@ -20,7 +22,7 @@ def _masked_mean(values: tf.Tensor, mask: tf.Tensor, axis: int) -> tf.Tensor:
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class FeatureEmbedding(tf.keras.layers.Layer):
+class FeatureEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
     """Embeds the ranking features into per-field vectors of one size `D`.
 
     Fields: the user profile gives 3 fields (gender, age, occupation); every item (the
@@ -52,6 +54,7 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         TensorShape([1, 3, 8])
     """
 
+    config_keys = ("feature_sizes", "embedding_dim", "embeddings_regularizer")
     NUM_USER_FIELDS = len(schema.USER_FEATURES)
     NUM_ITEM_FIELDS = 3
 
@@ -77,8 +80,7 @@ class FeatureEmbedding(tf.keras.layers.Layer):
                 f"ints >= 3 (padding, OOV and at least one value); missing {missing}, invalid "
                 f"{bad}. Pass FeatureVocabularies.sizes()."
             )
-        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
-            raise ValueError(f"FeatureEmbedding: embedding_dim must be a positive int; got {embedding_dim!r}.")
+        check_positive_int("FeatureEmbedding", "embedding_dim", embedding_dim)
         self.feature_sizes = {key: int(feature_sizes[key]) for key in schema.VOCABULARY_KEYS}
         self.embedding_dim = embedding_dim
         self.embeddings_regularizer = tf.keras.regularizers.get(embeddings_regularizer)
@@ -158,12 +160,3 @@ class FeatureEmbedding(tf.keras.layers.Layer):
                 f"{list(schema.MODEL_FEATURES)} (see tf_attnrec.data.ranking_examples.build_ranking_data)."
             )
         return features[key]
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update({
-            "feature_sizes": dict(self.feature_sizes),
-            "embedding_dim": self.embedding_dim,
-            "embeddings_regularizer": tf.keras.regularizers.serialize(self.embeddings_regularizer),
-        })
-        return config

@@ -6,7 +6,9 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import tensorflow as tf
 
-from tf_attnrec.layers.attention import ScaledDotProductAttention
+from tf_attnrec.layers.attention import ScaledDotProductAttention, default_masks
+from tf_attnrec.layers.checks import is_positive_int
+from tf_attnrec.layers.config import ConfigFromAttributes
 
 
 def clone_initializer(
@@ -24,7 +26,7 @@ def clone_initializer(
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class MultiHeadAttention(tf.keras.layers.Layer):
+class MultiHeadAttention(ConfigFromAttributes, tf.keras.layers.Layer):
     """Multi-head attention (Vaswani et al., 2017) with padding and causal masks.
 
     Projects query, key and value into `num_heads` heads, runs
@@ -77,6 +79,13 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         (TensorShape([3, 5, 8]), TensorShape([3, 2, 5, 5]))
     """
 
+    # `output_shape` is kept as `output_dim` (a `Layer` property has that name): see get_config.
+    config_keys = (
+        "num_heads", "key_dim", "value_dim", "dropout", "use_bias", "causal",
+        "kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer",
+        "kernel_constraint", "bias_constraint",
+    )
+
     def __init__(
         self,
         num_heads: int,
@@ -99,7 +108,7 @@ class MultiHeadAttention(tf.keras.layers.Layer):
                              ("value_dim", value_dim), ("output_shape", output_shape)):
             if number is None and name in ("value_dim", "output_shape"):
                 continue
-            if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+            if not is_positive_int(number):
                 optional = ", or None" if name in ("value_dim", "output_shape") else ""
                 raise ValueError(
                     f"MultiHeadAttention got {name}={number!r}; expected a positive int "
@@ -175,10 +184,7 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         training: Optional[bool] = None,
         return_attention_scores: bool = False,
     ) -> Union[tf.Tensor, Tuple[tf.Tensor, tf.Tensor]]:
-        if query_mask is None:
-            query_mask = getattr(query, "_keras_mask", None)
-        if value_mask is None:
-            value_mask = getattr(value, "_keras_mask", None)
+        query_mask, value_mask = default_masks(query, value, query_mask, value_mask)
         if key is not None and key is not value:
             key_mask = getattr(key, "_keras_mask", None)
             if key_mask is not None:
@@ -227,19 +233,5 @@ class MultiHeadAttention(tf.keras.layers.Layer):
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
-        config.update({
-            "num_heads": self.num_heads,
-            "key_dim": self.key_dim,
-            "value_dim": self.value_dim,
-            "dropout": self.dropout,
-            "use_bias": self.use_bias,
-            "output_shape": self.output_dim,
-            "causal": self.causal,
-            "kernel_initializer": tf.keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": tf.keras.initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": tf.keras.regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": tf.keras.regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": tf.keras.constraints.serialize(self.kernel_constraint),
-            "bias_constraint": tf.keras.constraints.serialize(self.bias_constraint),
-        })
+        config["output_shape"] = self.output_dim
         return config

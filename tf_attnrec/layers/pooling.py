@@ -6,6 +6,9 @@ from typing import Any, Optional, Union
 
 import tensorflow as tf
 
+from tf_attnrec.layers.checks import is_positive_int
+from tf_attnrec.layers.config import ConfigFromAttributes
+
 _ACTIVATIONS = ("tanh", "sigmoid", "relu")
 
 # A large negative logit for masked positions. Scores are normalised in float32 (even under a
@@ -75,7 +78,7 @@ def resolve_sequence_mask(
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class AttentionPooling(tf.keras.layers.Layer):
+class AttentionPooling(ConfigFromAttributes, tf.keras.layers.Layer):
     """Pools a sequence `[B, T, D]` into `[B, D]` with additive attention.
 
     Scores are `s_t = v^T act(W_v h_t + W_q q + b)` (the `W_q q` term only with
@@ -111,6 +114,8 @@ class AttentionPooling(tf.keras.layers.Layer):
         TensorShape([2, 8])
     """
 
+    config_keys = ("hidden_units", "use_query", "activation")
+
     def __init__(
         self,
         hidden_units: Optional[int] = None,
@@ -119,7 +124,7 @@ class AttentionPooling(tf.keras.layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if hidden_units is not None and (not isinstance(hidden_units, int) or hidden_units < 1):
+        if hidden_units is not None and not is_positive_int(hidden_units):
             raise ValueError(
                 f"AttentionPooling: `hidden_units` must be a positive int or None (= value "
                 f"dimension); got {hidden_units!r}."
@@ -227,14 +232,3 @@ class AttentionPooling(tf.keras.layers.Layer):
     def compute_mask(self, inputs: Any, mask: Any = None) -> None:
         # The time axis is pooled away, so there is nothing left to mask.
         return None
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "hidden_units": self.hidden_units,
-                "use_query": self.use_query,
-                "activation": self.activation,
-            }
-        )
-        return config

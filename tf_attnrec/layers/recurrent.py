@@ -6,6 +6,8 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
+from tf_attnrec.layers.checks import check_positive_int
+from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.pooling import AttentionPooling, resolve_sequence_mask
 
 _CELLS = {"lstm": tf.keras.layers.LSTM, "gru": tf.keras.layers.GRU}
@@ -13,7 +15,7 @@ _OUTPUTS = ("concat", "sum", "projection")
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class RecurrentAttentionEncoder(tf.keras.layers.Layer):
+class RecurrentAttentionEncoder(ConfigFromAttributes, tf.keras.layers.Layer):
     """Encodes a (left-padded) sequence `[B, T, D]` into one vector, as in NARM.
 
     An LSTM or GRU runs over the sequence. The *global* representation is its final hidden
@@ -58,6 +60,9 @@ class RecurrentAttentionEncoder(tf.keras.layers.Layer):
         TensorShape([2, 32])
     """
 
+    # `output` is kept as `output_mode` (a `Layer` property has that name): see get_config.
+    config_keys = ("units", "cell", "attention_units", "dropout")
+
     def __init__(
         self,
         units: int,
@@ -68,10 +73,7 @@ class RecurrentAttentionEncoder(tf.keras.layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(units, int) or units < 1:
-            raise ValueError(
-                f"RecurrentAttentionEncoder: `units` must be a positive int; got {units!r}."
-            )
+        check_positive_int("RecurrentAttentionEncoder", "`units`", units)
         if cell not in _CELLS:
             raise ValueError(
                 f"RecurrentAttentionEncoder: `cell` must be one of {sorted(_CELLS)}; got "
@@ -126,15 +128,7 @@ class RecurrentAttentionEncoder(tf.keras.layers.Layer):
         training: Optional[bool] = None,
         return_sequences: bool = False,
     ) -> tf.Tensor:
-        if inputs.shape.rank != 3:
-            raise ValueError(
-                "RecurrentAttentionEncoder expects inputs of shape [batch, time, dim]; got "
-                f"{inputs.shape}."
-            )
-        mask = resolve_sequence_mask(inputs, mask, "RecurrentAttentionEncoder", "inputs")
-        x = self.input_dropout(inputs, training=training)
-        rnn_outputs = self.rnn(x, mask=mask, training=training)
-        states, final_state = rnn_outputs[0], rnn_outputs[1]  # LSTM adds the cell state
+        states, final_state, mask = self._run_rnn(inputs, mask, training)
         if return_sequences:
             # With left padding the state at each real t is that prefix's final state.
             local = self.local_attention(states, query=states, mask=mask, causal=True)
@@ -158,18 +152,25 @@ class RecurrentAttentionEncoder(tf.keras.layers.Layer):
             `[B, T]` softmax weights over the real positions (0 at padding; an all-padding row
             is all 0).
         """
+        states, final_state, mask = self._run_rnn(inputs, mask, training=False)
+        _, weights = self.local_attention(
+            states, query=final_state, mask=mask, return_attention_scores=True
+        )
+        return weights
+
+    def _run_rnn(
+        self, inputs: tf.Tensor, mask: Optional[tf.Tensor], training: Optional[bool]
+    ) -> tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor]]:
+        """The RNN's states `[B, T, units]`, its final state `[B, units]` and the mask used."""
         if inputs.shape.rank != 3:
             raise ValueError(
                 "RecurrentAttentionEncoder expects inputs of shape [batch, time, dim]; got "
                 f"{inputs.shape}."
             )
         mask = resolve_sequence_mask(inputs, mask, "RecurrentAttentionEncoder", "inputs")
-        rnn_outputs = self.rnn(inputs, mask=mask, training=False)
-        states, final_state = rnn_outputs[0], rnn_outputs[1]
-        _, weights = self.local_attention(
-            states, query=final_state, mask=mask, return_attention_scores=True
-        )
-        return weights
+        x = self.input_dropout(inputs, training=training)
+        rnn_outputs = self.rnn(x, mask=mask, training=training)
+        return rnn_outputs[0], rnn_outputs[1], mask  # an LSTM also returns its cell state
 
     def _combine(self, global_state: tf.Tensor, local: tf.Tensor) -> tf.Tensor:
         """NARM's `[global, local]` (or their sum / projection), on the last axis."""
@@ -187,13 +188,5 @@ class RecurrentAttentionEncoder(tf.keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "cell": self.cell,
-                "attention_units": self.attention_units,
-                "dropout": self.dropout,
-                "output": self.output_mode,
-            }
-        )
+        config["output"] = self.output_mode
         return config

@@ -6,13 +6,15 @@ from typing import Any, Optional, Sequence, Union
 
 import tensorflow as tf
 
+from tf_attnrec.layers.checks import is_positive_int
+from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.pooling import masked_softmax, resolve_sequence_mask
 
 _SPECIAL_ACTIVATIONS = ("dice", "prelu")
 _WEIGHT_NORMALIZATIONS = (None, "length")
 
 
-class _Dice(tf.keras.layers.Layer):
+class _Dice(ConfigFromAttributes, tf.keras.layers.Layer):
     """Data-adaptive activation from DIN (Zhou et al., 2018), mask-aware.
 
     `f(s) = p(s) * s + (1 - p(s)) * alpha * s` with `p(s) = sigmoid((s - E[s]) / sqrt(Var[s] +
@@ -21,6 +23,8 @@ class _Dice(tf.keras.layers.Layer):
     averages are used.
     """
 
+    config_keys = ("momentum", "epsilon")
+
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-8, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.momentum = momentum
@@ -28,30 +32,26 @@ class _Dice(tf.keras.layers.Layer):
 
     def build(self, input_shape: tf.TensorShape) -> None:
         features = int(input_shape[-1])
-        self.alpha = self.add_weight(
-            name="alpha",
+        self.alpha = self._per_feature_weight("alpha", features, "zeros", trainable=True)
+        self.moving_mean = self._per_feature_weight("moving_mean", features, "zeros", trainable=False)
+        self.moving_variance = self._per_feature_weight(
+            "moving_variance", features, "ones", trainable=False
+        )
+        super().build(input_shape)
+
+    def _per_feature_weight(
+        self, name: str, features: int, initializer: str, trainable: bool
+    ) -> tf.Variable:
+        """A `[features]` float32 weight (it stays float32 under mixed precision, as do the
+        statistics computed from it)."""
+        return self.add_weight(
+            name=name,
             shape=(features,),
-            initializer="zeros",
+            initializer=initializer,
+            trainable=trainable,
             dtype=tf.float32,
             experimental_autocast=False,
         )
-        self.moving_mean = self.add_weight(
-            name="moving_mean",
-            shape=(features,),
-            initializer="zeros",
-            trainable=False,
-            dtype=tf.float32,
-            experimental_autocast=False,  # statistics stay float32 under mixed precision
-        )
-        self.moving_variance = self.add_weight(
-            name="moving_variance",
-            shape=(features,),
-            initializer="ones",
-            trainable=False,
-            dtype=tf.float32,
-            experimental_autocast=False,  # statistics stay float32 under mixed precision
-        )
-        super().build(input_shape)
 
     def call(
         self, inputs: tf.Tensor, mask: Optional[tf.Tensor] = None, training: Optional[bool] = None
@@ -77,14 +77,9 @@ class _Dice(tf.keras.layers.Layer):
         alpha = tf.cast(self.alpha, tf.float32)
         return tf.cast(p * x + (1.0 - p) * alpha * x, inputs.dtype)
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update({"momentum": self.momentum, "epsilon": self.epsilon})
-        return config
-
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class TargetAttention(tf.keras.layers.Layer):
+class TargetAttention(ConfigFromAttributes, tf.keras.layers.Layer):
     """The DIN local activation unit: attention of a target item over a user's history.
 
     For each history item `k_t` an MLP on `[q, k_t, q - k_t, q * k_t]` gives a scalar weight
@@ -122,6 +117,8 @@ class TargetAttention(tf.keras.layers.Layer):
         TensorShape([2, 8])
     """
 
+    config_keys = ("hidden_units", "activation", "use_softmax", "weight_normalization")
+
     def __init__(
         self,
         hidden_units: Sequence[int] = (80, 40),
@@ -132,7 +129,7 @@ class TargetAttention(tf.keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         hidden_units = tuple(hidden_units)
-        if any(not isinstance(units, int) or units < 1 for units in hidden_units):
+        if not all(is_positive_int(units) for units in hidden_units):
             raise ValueError(
                 "TargetAttention: `hidden_units` must be a sequence of positive ints, e.g. "
                 f"(80, 40); got {hidden_units!r}."
@@ -250,15 +247,3 @@ class TargetAttention(tf.keras.layers.Layer):
     def compute_mask(self, inputs: Any, mask: Any = None) -> None:
         # The history axis is pooled away.
         return None
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "hidden_units": list(self.hidden_units),
-                "activation": self.activation,
-                "use_softmax": self.use_softmax,
-                "weight_normalization": self.weight_normalization,
-            }
-        )
-        return config

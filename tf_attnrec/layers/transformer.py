@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import tensorflow as tf
 
+from tf_attnrec.layers.checks import is_positive_int
+from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.multi_head_attention import MultiHeadAttention, clone_initializer
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class TransformerBlock(tf.keras.layers.Layer):
+class TransformerBlock(ConfigFromAttributes, tf.keras.layers.Layer):
     """One Transformer encoder block: multi-head self-attention, then a feed-forward net.
 
     Pre-LN (`norm_first=True`, as in SASRec):
@@ -51,6 +53,11 @@ class TransformerBlock(tf.keras.layers.Layer):
         TensorShape([3, 5, 8])
     """
 
+    config_keys = (
+        "num_heads", "hidden_dim", "ff_dim", "ff_activation", "dropout", "attention_dropout",
+        "norm_first", "causal", "layer_norm_epsilon", "kernel_initializer",
+    )
+
     def __init__(
         self,
         num_heads: int,
@@ -66,15 +73,15 @@ class TransformerBlock(tf.keras.layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(hidden_dim, int) or not isinstance(num_heads, int) or (
-            num_heads <= 0 or hidden_dim <= 0 or hidden_dim % num_heads
+        if not (is_positive_int(num_heads) and is_positive_int(hidden_dim)) or (
+            hidden_dim % num_heads
         ):
             raise ValueError(
                 f"TransformerBlock got num_heads={num_heads!r}, hidden_dim={hidden_dim!r}; "
                 "expected positive ints with hidden_dim divisible by num_heads (each head "
                 "gets hidden_dim // num_heads features). E.g. num_heads=2, hidden_dim=64."
             )
-        if ff_dim is not None and (not isinstance(ff_dim, int) or ff_dim <= 0):
+        if ff_dim is not None and not is_positive_int(ff_dim):
             raise ValueError(
                 f"TransformerBlock got ff_dim={ff_dim!r}; expected a positive int or None "
                 "(None means 4 * hidden_dim)."
@@ -133,8 +140,17 @@ class TransformerBlock(tf.keras.layers.Layer):
             )
         super().build(input_shape)
 
-    def _attend(self, x: tf.Tensor, mask: Optional[tf.Tensor], training: Optional[bool]):
-        return self.attention(x, x, query_mask=mask, value_mask=mask, training=training)
+    @staticmethod
+    def _padding_mask(x: tf.Tensor, mask: Optional[tf.Tensor]) -> Optional[tf.Tensor]:
+        """The boolean `[B, T]` mask: `mask`, else `x`'s Keras mask, else None."""
+        if mask is None:
+            mask = getattr(x, "_keras_mask", None)
+        return None if mask is None else tf.cast(mask, tf.bool)
+
+    def _attend(self, x: tf.Tensor, mask: Optional[tf.Tensor], training: Optional[bool],
+                return_attention_scores: bool = False):
+        return self.attention(x, x, query_mask=mask, value_mask=mask, training=training,
+                              return_attention_scores=return_attention_scores)
 
     def _feed_forward(self, x: tf.Tensor, training: Optional[bool]) -> tf.Tensor:
         hidden = self.feed_forward_dropout(self.feed_forward_inner(x), training=training)
@@ -143,10 +159,7 @@ class TransformerBlock(tf.keras.layers.Layer):
     def call(
         self, x: tf.Tensor, mask: Optional[tf.Tensor] = None, training: Optional[bool] = None
     ) -> tf.Tensor:
-        if mask is None:
-            mask = getattr(x, "_keras_mask", None)
-        if mask is not None:
-            mask = tf.cast(mask, tf.bool)
+        mask = self._padding_mask(x, mask)
         if self.norm_first:
             h = x + self.attention_dropout_layer(
                 self._attend(self.attention_norm(x), mask, training), training=training)
@@ -176,15 +189,9 @@ class TransformerBlock(tf.keras.layers.Layer):
             `[B, num_heads, T, T]` softmax weights (query position, key position); 0 for padded
             keys, and whole rows of 0 for padded queries.
         """
-        if mask is None:
-            mask = getattr(x, "_keras_mask", None)
-        if mask is not None:
-            mask = tf.cast(mask, tf.bool)
+        mask = self._padding_mask(x, mask)
         query = self.attention_norm(x) if self.norm_first else x
-        _, weights = self.attention(
-            query, query, query_mask=mask, value_mask=mask, training=False,
-            return_attention_scores=True,
-        )
+        _, weights = self._attend(query, mask, training=False, return_attention_scores=True)
         return weights
 
     def compute_mask(self, inputs: tf.Tensor, mask: Optional[tf.Tensor] = None):
@@ -192,19 +199,3 @@ class TransformerBlock(tf.keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
         return tf.TensorShape(input_shape)
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update({
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "ff_dim": self.ff_dim,
-            "ff_activation": tf.keras.activations.serialize(self.ff_activation),
-            "dropout": self.dropout,
-            "attention_dropout": self.attention_dropout,
-            "norm_first": self.norm_first,
-            "causal": self.causal,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "kernel_initializer": tf.keras.initializers.serialize(self.kernel_initializer),
-        })
-        return config

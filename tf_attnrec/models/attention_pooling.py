@@ -7,14 +7,13 @@ from typing import Any, Optional
 import tensorflow as tf
 
 from tf_attnrec.models.registry import register_model
-from tf_attnrec.models.sequence_encoder import SequenceEncoder
+from tf_attnrec.models.sequence_encoder import AttentionSequenceEncoder
 from tf_attnrec.models.sequential_retrieval import SequentialRetrievalModel
-from tf_attnrec.layers.embeddings import ItemSequenceEmbedding
 from tf_attnrec.layers.pooling import AttentionPooling
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class AttentionPoolingEncoder(SequenceEncoder):
+class AttentionPoolingEncoder(AttentionSequenceEncoder):
     """Query = most recent item; additive attention pools the history; linear merge.
 
     `pooled = AttentionPooling(values=history embeddings, query=last item embedding)` and the
@@ -51,6 +50,10 @@ class AttentionPoolingEncoder(SequenceEncoder):
     supports_all_positions = True
     #: What `attention_weights` returns (shown by `tf-attnrec explain`).
     attention_description = "query (most recent item) additive attention pooling, softmax"
+    config_keys = (
+        *AttentionSequenceEncoder.config_keys,
+        "embedding_dim", "attention_units", "position", "position_alignment", "dropout",
+    )
 
     def __init__(
         self,
@@ -69,15 +72,9 @@ class AttentionPoolingEncoder(SequenceEncoder):
         self.position = position
         self.position_alignment = position_alignment
         self.dropout = float(dropout)
-        self.embedding = ItemSequenceEmbedding(
-            vocab_size,
-            embedding_dim,
-            max_length,
-            position=position,
-            dropout=self.dropout,
-            scale=False,
+        self.embedding = self._input_embedding(
+            embedding_dim, position=position, dropout=self.dropout, scale=False,
             position_alignment=position_alignment,
-            name="item_sequence_embedding",
         )
         self.pooling = AttentionPooling(
             hidden_units=attention_units, use_query=True, name="attention_pooling"
@@ -91,52 +88,22 @@ class AttentionPoolingEncoder(SequenceEncoder):
         return self.embedding_dim
 
     def call(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        history = self._prepare(history)
-        mask = tf.not_equal(history, 0)
-        x = self.embedding(history, training=training)
+        x, mask = self._embed(history, training=training)
         last = x[:, -1, :]  # left padding: the last position is the most recent item
         pooled = self.pooling(x, query=last, mask=mask)
         return self.output_projection(tf.concat([pooled, last], axis=-1))
 
-    def attention_weights(self, history: tf.Tensor, per_head: bool = False) -> tf.Tensor:
-        """The pooling weights of the last position (query = the most recent item), as in `call`.
-
-        Args:
-            history: int `[B, L]` item ids, left-padded with 0, most recent last.
-            per_head: add a head axis of size 1 (`[B, 1, L]`), for a shape shared with
-                multi-head encoders.
-
-        Returns:
-            float32 `[B, L]` softmax weights: sum 1 over the real items, 0 at padding (and at
-            positions older than `max_length`); an all-padding row is all 0.
-        """
-        prepared = self._prepare(history)
-        mask = tf.not_equal(prepared, 0)
-        x = self.embedding(prepared, training=False)
+    def _query_attention(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """The pooling weights `[B, L]` with the most recent item as the query, as in `call`."""
         _, weights = self.pooling(x, query=x[:, -1, :], mask=mask, return_attention_scores=True)
-        return self._history_weights(weights, history, per_head)
+        return weights
 
     def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        history = self._prepare(history)
-        mask = tf.not_equal(history, 0)
-        x = self.embedding(history, training=training)
+        x, mask = self._embed(history, training=training)
         pooled = self.pooling(x, query=x, mask=mask, causal=True)  # state t pools items <= t
         states = self.output_projection(tf.concat([pooled, x], axis=-1))
         # Padded positions carry position embeddings; zero their states (never a target).
         return tf.where(mask[:, :, tf.newaxis], states, tf.zeros_like(states))
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "embedding_dim": self.embedding_dim,
-                "attention_units": self.attention_units,
-                "position": self.position,
-                "position_alignment": self.position_alignment,
-                "dropout": self.dropout,
-            }
-        )
-        return config
 
 
 @register_model("retrieval", (AttentionPoolingEncoder, SequentialRetrievalModel),

@@ -7,13 +7,12 @@ from typing import Any, Mapping, Optional
 import tensorflow as tf
 
 from tf_attnrec.layers.embeddings import PositionEmbedding
-from tf_attnrec.layers.transformer import TransformerBlock
-from tf_attnrec.models.ranking import TINY_RANKER, RankingModel
+from tf_attnrec.models.ranking import TINY_RANKER, TransformerRankingModel
 from tf_attnrec.models.registry import register_model
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class BST(RankingModel):
+class BST(TransformerRankingModel):
     """Behavior Sequence Transformer: history items and the candidate as one sequence.
 
     The sequence is the history (left-padded, most recent last) followed by the candidate;
@@ -44,28 +43,13 @@ class BST(RankingModel):
         ```
     """
 
-    def __init__(
-        self,
-        feature_sizes: Mapping[str, int],
-        hidden_dim: int = 32,
-        num_blocks: int = 1,
-        num_heads: int = 2,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, feature_sizes: Mapping[str, int], **kwargs: Any) -> None:
         kwargs.setdefault("name", "bst")
         super().__init__(feature_sizes, **kwargs)
-        if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1:
-            raise ValueError(f"BST: num_blocks must be a positive int; got {num_blocks!r}.")
-        self.hidden_dim = hidden_dim
-        self.num_blocks = num_blocks
-        self.num_heads = num_heads
-        self.project = tf.keras.layers.Dense(hidden_dim, name="item_projection")
+        self.project = tf.keras.layers.Dense(self.hidden_dim, name="item_projection")
         # One position per history slot plus the candidate's.
-        self.positions = PositionEmbedding(self.max_length + 1, hidden_dim, name="positions")
-        self.blocks = [
-            TransformerBlock(num_heads, hidden_dim, dropout=self.dropout, name=f"block_{i}")
-            for i in range(num_blocks)
-        ]
+        self.positions = PositionEmbedding(self.max_length + 1, self.hidden_dim, name="positions")
+        self.blocks = self.transformer_blocks()
 
     def _sequence(self, embedded: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         history = embedded["history"]
@@ -110,20 +94,10 @@ class BST(RankingModel):
         x, mask = self._sequence(self.embedding(features))
         for block in self.blocks[:-1]:
             x = block(x, mask=mask, training=False)
-        last = self.blocks[-1]
-        # Recompute the last block's attention step exactly as TransformerBlock does.
-        query = last.attention_norm(x) if last.norm_first else x
-        _, weights = last.attention(
-            query, query, query_mask=mask, value_mask=mask, training=False,
-            return_attention_scores=True,
-        )
+        weights = self.blocks[-1].attention_weights(x, mask=mask)
         candidate = weights[:, :, -1, :-1]  # [B, heads, L]: the candidate's row, history columns
         return candidate if per_head else tf.reduce_mean(candidate, axis=1)
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update({"hidden_dim": self.hidden_dim, "num_blocks": self.num_blocks, "num_heads": self.num_heads})
-        return config
 
 
 @register_model("ranking", (BST,), tiny={**TINY_RANKER, "hidden_dim": 8})

@@ -7,14 +7,13 @@ from typing import Any, Optional
 import tensorflow as tf
 
 from tf_attnrec.models.registry import register_model
-from tf_attnrec.models.sequence_encoder import SequenceEncoder
+from tf_attnrec.models.sequence_encoder import AttentionSequenceEncoder
 from tf_attnrec.models.sequential_retrieval import SequentialRetrievalModel
-from tf_attnrec.layers.embeddings import ItemSequenceEmbedding
 from tf_attnrec.layers.recurrent import RecurrentAttentionEncoder
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class RecurrentAttentionSequenceEncoder(SequenceEncoder):
+class RecurrentAttentionSequenceEncoder(AttentionSequenceEncoder):
     """Item embeddings -> `RecurrentAttentionEncoder` (NARM) -> linear map to the item space.
 
     NARM (Li et al., 2017) scores item `i` as `emb_i^T B [global; local]`; the bias-free
@@ -53,6 +52,10 @@ class RecurrentAttentionSequenceEncoder(SequenceEncoder):
     supports_all_positions = True
     #: What `attention_weights` returns (shown by `tf-attnrec explain`).
     attention_description = "query (final RNN state) additive attention over the RNN states, softmax"
+    config_keys = (
+        *AttentionSequenceEncoder.config_keys,
+        "embedding_dim", "units", "cell", "attention_units", "dropout",
+    )
 
     def __init__(
         self,
@@ -71,14 +74,8 @@ class RecurrentAttentionSequenceEncoder(SequenceEncoder):
         self.cell = cell
         self.attention_units = attention_units
         self.dropout = float(dropout)
-        self.embedding = ItemSequenceEmbedding(
-            vocab_size,
-            embedding_dim,
-            max_length,
-            position=None,
-            dropout=self.dropout,
-            scale=False,
-            name="item_sequence_embedding",
+        self.embedding = self._input_embedding(
+            embedding_dim, position=None, dropout=self.dropout, scale=False
         )
         self.recurrent = RecurrentAttentionEncoder(
             units,
@@ -97,51 +94,18 @@ class RecurrentAttentionSequenceEncoder(SequenceEncoder):
         return self.embedding_dim
 
     def call(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        history = self._prepare(history)
-        mask = tf.not_equal(history, 0)
-        x = self.embedding(history, training=training)
+        x, mask = self._embed(history, training=training)
         encoding = self.recurrent(x, mask=mask, training=training)
         return self.output_projection(encoding)
 
-    def attention_weights(self, history: tf.Tensor, per_head: bool = False) -> tf.Tensor:
-        """NARM's local attention over the RNN states for the last position (the query).
-
-        The query of the attention is the final RNN state, as in `call`; inference mode.
-
-        Args:
-            history: int `[B, L]` item ids, left-padded with 0, most recent last.
-            per_head: add a head axis of size 1 (`[B, 1, L]`), for a shape shared with
-                multi-head encoders.
-
-        Returns:
-            float32 `[B, L]` softmax weights: sum 1 over the real items, 0 at padding (and at
-            positions older than `max_length`); an all-padding row is all 0.
-        """
-        prepared = self._prepare(history)
-        mask = tf.not_equal(prepared, 0)
-        x = self.embedding(prepared, training=False)
-        weights = self.recurrent.attention_weights(x, mask=mask)
-        return self._history_weights(weights, history, per_head)
+    def _query_attention(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """NARM's local attention `[B, L]` over the RNN states, queried by the final state."""
+        return self.recurrent.attention_weights(x, mask=mask)
 
     def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        history = self._prepare(history)
-        mask = tf.not_equal(history, 0)
-        x = self.embedding(history, training=training)
+        x, mask = self._embed(history, training=training)
         encoding = self.recurrent(x, mask=mask, training=training, return_sequences=True)
         return self.output_projection(encoding)  # no bias: padded positions stay 0
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "embedding_dim": self.embedding_dim,
-                "units": self.units,
-                "cell": self.cell,
-                "attention_units": self.attention_units,
-                "dropout": self.dropout,
-            }
-        )
-        return config
 
 
 @register_model("retrieval", (RecurrentAttentionSequenceEncoder, SequentialRetrievalModel),

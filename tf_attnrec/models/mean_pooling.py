@@ -9,7 +9,6 @@ import tensorflow as tf
 from tf_attnrec.models.registry import register_model
 from tf_attnrec.models.sequence_encoder import SequenceEncoder
 from tf_attnrec.models.sequential_retrieval import SequentialRetrievalModel
-from tf_attnrec.layers.embeddings import ItemSequenceEmbedding
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
@@ -43,6 +42,7 @@ class MeanPoolingEncoder(SequenceEncoder):
     """
 
     supports_all_positions = True
+    config_keys = (*SequenceEncoder.config_keys, "embedding_dim", "project", "dropout")
 
     def __init__(
         self,
@@ -57,14 +57,8 @@ class MeanPoolingEncoder(SequenceEncoder):
         self.embedding_dim = embedding_dim
         self.project = bool(project)
         self.dropout = float(dropout)
-        self.embedding = ItemSequenceEmbedding(
-            vocab_size,
-            embedding_dim,
-            max_length,
-            position=None,
-            dropout=self.dropout,
-            scale=False,
-            name="item_sequence_embedding",
+        self.embedding = self._input_embedding(
+            embedding_dim, position=None, dropout=self.dropout, scale=False
         )
         self.output_projection = (
             tf.keras.layers.Dense(embedding_dim, use_bias=False, name="output_projection")
@@ -77,9 +71,9 @@ class MeanPoolingEncoder(SequenceEncoder):
         return self.embedding_dim
 
     def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        history = self._prepare(history)
-        mask = tf.cast(tf.not_equal(history, 0), self.compute_dtype)[:, :, tf.newaxis]
-        x = self.embedding(history, training=training) * mask
+        x, is_item = self._embed(history, training=training)
+        mask = tf.cast(is_item, self.compute_dtype)[:, :, tf.newaxis]
+        x = x * mask
         running_mean = tf.math.divide_no_nan(
             tf.cumsum(x, axis=1), tf.cumsum(mask, axis=1)
         )
@@ -89,17 +83,6 @@ class MeanPoolingEncoder(SequenceEncoder):
 
     def call(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         return self.encode_sequence(history, training=training)[:, -1, :]
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "embedding_dim": self.embedding_dim,
-                "project": self.project,
-                "dropout": self.dropout,
-            }
-        )
-        return config
 
 
 @register_model("retrieval", (MeanPoolingEncoder, SequentialRetrievalModel),

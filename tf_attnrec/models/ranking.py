@@ -8,7 +8,9 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tf_attnrec.data import schema
+from tf_attnrec.layers.checks import check_positive_int, is_positive_int
 from tf_attnrec.layers.feature_embedding import FeatureEmbedding
+from tf_attnrec.layers.transformer import TransformerBlock
 from tf_attnrec.models.base import RecommenderModel
 
 
@@ -56,10 +58,9 @@ class RankingModel(RecommenderModel):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"{type(self).__name__}: max_length must be a positive int; got {max_length!r}.")
+        check_positive_int(type(self).__name__, "max_length", max_length)
         hidden_units = tuple(hidden_units)
-        if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in hidden_units):
+        if not all(is_positive_int(u) for u in hidden_units):
             raise ValueError(
                 f"{type(self).__name__}: hidden_units must be positive ints, e.g. (64, 32); got {hidden_units!r}."
             )
@@ -169,6 +170,47 @@ class RankingModel(RecommenderModel):
                 f"{feature_sizes['item']}; both must be the item vocabulary size."
             )
         return cls({**feature_sizes, "item": vocab_size}, name=name, **config)
+
+
+class TransformerRankingModel(RankingModel):
+    """A `RankingModel` that runs Transformer blocks over tokens (`BST`, `SelfAttentionRanker`).
+
+    A subclass creates its own layers (the tokens), then `self.blocks = self.transformer_blocks()`.
+
+    Args:
+        feature_sizes: table rows per feature (`FeatureVocabularies.sizes()`).
+        hidden_dim: token width (divisible by `num_heads`).
+        num_blocks: number of Transformer blocks.
+        num_heads: attention heads per block.
+        **kwargs: `RankingModel` arguments (embedding_dim, max_length, hidden_units,
+            dropout, ...); `dropout` also applies inside the blocks.
+    """
+
+    def __init__(
+        self,
+        feature_sizes: Mapping[str, int],
+        hidden_dim: int = 32,
+        num_blocks: int = 1,
+        num_heads: int = 2,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(feature_sizes, **kwargs)
+        check_positive_int(type(self).__name__, "num_blocks", num_blocks)
+        self.hidden_dim = hidden_dim
+        self.num_blocks = num_blocks
+        self.num_heads = num_heads
+
+    def transformer_blocks(self) -> list[TransformerBlock]:
+        """`num_blocks` new `TransformerBlock`s of width `hidden_dim`, named "block_<i>"."""
+        return [
+            TransformerBlock(self.num_heads, self.hidden_dim, dropout=self.dropout, name=f"block_{i}")
+            for i in range(self.num_blocks)
+        ]
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"hidden_dim": self.hidden_dim, "num_blocks": self.num_blocks, "num_heads": self.num_heads})
+        return config
 
 
 # Config overrides that make every ranking model small enough for one test step.

@@ -7,14 +7,13 @@ from typing import Any, Optional
 import tensorflow as tf
 
 from tf_attnrec.models.registry import register_model
-from tf_attnrec.models.sequence_encoder import SequenceEncoder
+from tf_attnrec.models.sequence_encoder import AttentionSequenceEncoder
 from tf_attnrec.models.sequential_retrieval import SequentialRetrievalModel
-from tf_attnrec.layers.embeddings import ItemSequenceEmbedding
 from tf_attnrec.layers.transformer import TransformerBlock
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class SASRecEncoder(SequenceEncoder):
+class SASRecEncoder(AttentionSequenceEncoder):
     """Item + position embeddings, `num_blocks` causal Transformer blocks, final LayerNorm.
 
     The state at position `t` attends only to positions `<= t`, so every position of a
@@ -59,6 +58,12 @@ class SASRecEncoder(SequenceEncoder):
     supports_all_positions = True
     #: What `attention_weights` returns (shown by `tf-attnrec explain`).
     attention_description = "query (last position) softmax attention, last block"
+    config_keys = (
+        *AttentionSequenceEncoder.config_keys,
+        "hidden_dim", "num_blocks", "num_heads", "ff_dim", "ff_activation", "dropout",
+        "attention_dropout", "position", "position_alignment", "initializer_range",
+        "norm_first", "layer_norm_epsilon",
+    )
 
     def __init__(
         self,
@@ -109,16 +114,13 @@ class SASRecEncoder(SequenceEncoder):
             else tf.keras.initializers.RandomNormal(stddev=initializer_range)
         )
 
-        self.embedding = ItemSequenceEmbedding(
-            vocab_size,
+        self.embedding = self._input_embedding(
             hidden_dim,
-            max_length,
             position=position,
             dropout=self.dropout,
             scale=True,
             position_alignment=position_alignment,
             embeddings_initializer=initializer,
-            name="item_sequence_embedding",
         )
         self.blocks = [
             TransformerBlock(
@@ -148,9 +150,7 @@ class SASRecEncoder(SequenceEncoder):
         return self.hidden_dim
 
     def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        history = self._prepare(history)
-        mask = tf.not_equal(history, 0)
-        x = self.embedding(history, training=training)
+        x, mask = self._embed(history, training=training)
         for block in self.blocks:
             x = block(x, mask=mask, training=training)
         if self.final_norm is not None:
@@ -160,51 +160,16 @@ class SASRecEncoder(SequenceEncoder):
     def call(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         return self.encode_sequence(history, training=training)[:, -1, :]
 
-    def attention_weights(self, history: tf.Tensor, per_head: bool = False) -> tf.Tensor:
-        """The last position's self-attention over the history in the last block.
+    def _query_attention(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """The last position's self-attention `[B, num_heads, L]` in the last block.
 
         The last position's state is what `call` returns (the query); these are the softmax
-        weights its attention step in the last Transformer block gives every position, in
-        inference mode (before attention dropout).
-
-        Args:
-            history: int `[B, L]` item ids, left-padded with 0, most recent last.
-            per_head: return every head's weights instead of their mean.
-
-        Returns:
-            float32 `[B, L]` (mean over heads) or `[B, num_heads, L]`; each head's weights
-            sum to 1 over the real items, are 0 at padding (and at positions older than
-            `max_length`), and an all-padding row is all 0.
+        weights its attention step in the last Transformer block gives every position
+        (before attention dropout).
         """
-        prepared = self._prepare(history)
-        mask = tf.not_equal(prepared, 0)
-        x = self.embedding(prepared, training=False)
         for block in self.blocks[:-1]:
             x = block(x, mask=mask, training=False)
-        weights = self.blocks[-1].attention_weights(x, mask=mask)[:, :, -1, :]  # [B, H, L]
-        if not per_head:
-            weights = tf.reduce_mean(tf.cast(weights, tf.float32), axis=1)
-        return self._history_weights(weights, history, per_head)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "hidden_dim": self.hidden_dim,
-                "num_blocks": self.num_blocks,
-                "num_heads": self.num_heads,
-                "ff_dim": self.ff_dim,
-                "ff_activation": self.ff_activation,
-                "dropout": self.dropout,
-                "attention_dropout": self.attention_dropout,
-                "position": self.position,
-                "position_alignment": self.position_alignment,
-                "initializer_range": self.initializer_range,
-                "norm_first": self.norm_first,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-            }
-        )
-        return config
+        return self.blocks[-1].attention_weights(x, mask=mask)[:, :, -1, :]
 
 
 @register_model("retrieval", (SASRecEncoder, SequentialRetrievalModel),

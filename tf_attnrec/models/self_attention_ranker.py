@@ -6,8 +6,7 @@ from typing import Any, Mapping, Optional
 
 import tensorflow as tf
 
-from tf_attnrec.layers.transformer import TransformerBlock
-from tf_attnrec.models.ranking import TINY_RANKER, RankingModel
+from tf_attnrec.models.ranking import TINY_RANKER, TransformerRankingModel
 from tf_attnrec.models.registry import register_model
 from tf_attnrec.layers.feature_embedding import FeatureEmbedding
 
@@ -15,7 +14,7 @@ _NUM_TOKENS = 3  # user profile, user behaviour (pooled history), candidate item
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class SelfAttentionRanker(RankingModel):
+class SelfAttentionRanker(TransformerRankingModel):
     """User and item embeddings as tokens through Transformer blocks, then the MLP head.
 
     Three tokens, each projected to `hidden_dim` plus a learned token-type vector: the user
@@ -43,30 +42,15 @@ class SelfAttentionRanker(RankingModel):
         ```
     """
 
-    def __init__(
-        self,
-        feature_sizes: Mapping[str, int],
-        hidden_dim: int = 32,
-        num_blocks: int = 1,
-        num_heads: int = 2,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, feature_sizes: Mapping[str, int], **kwargs: Any) -> None:
         kwargs.setdefault("name", "self_attention_ranker")
         super().__init__(feature_sizes, **kwargs)
-        if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1:
-            raise ValueError(f"SelfAttentionRanker: num_blocks must be a positive int; got {num_blocks!r}.")
-        self.hidden_dim = hidden_dim
-        self.num_blocks = num_blocks
-        self.num_heads = num_heads
         self.token_projections = [
-            tf.keras.layers.Dense(hidden_dim, name=f"{token}_token")
+            tf.keras.layers.Dense(self.hidden_dim, name=f"{token}_token")
             for token in ("profile", "behaviour", "candidate")
         ]
-        self.token_types = tf.keras.layers.Embedding(_NUM_TOKENS, hidden_dim, name="token_types")
-        self.blocks = [
-            TransformerBlock(num_heads, hidden_dim, dropout=self.dropout, name=f"block_{i}")
-            for i in range(num_blocks)
-        ]
+        self.token_types = tf.keras.layers.Embedding(_NUM_TOKENS, self.hidden_dim, name="token_types")
+        self.blocks = self.transformer_blocks()
 
     def represent(self, embedded: Mapping[str, tf.Tensor], training: Optional[bool] = None) -> tf.Tensor:
         pooled = FeatureEmbedding.pool_history(embedded["history"], embedded["history_mask"], "mean")
@@ -80,10 +64,6 @@ class SelfAttentionRanker(RankingModel):
             x = block(x, training=training)
         return tf.reshape(x, [-1, _NUM_TOKENS * self.hidden_dim])
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update({"hidden_dim": self.hidden_dim, "num_blocks": self.num_blocks, "num_heads": self.num_heads})
-        return config
 
 
 @register_model("ranking", (SelfAttentionRanker,), tiny={**TINY_RANKER, "hidden_dim": 8})

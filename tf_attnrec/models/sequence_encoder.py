@@ -6,8 +6,12 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
+from tf_attnrec.layers.checks import check_positive_int, is_positive_int
+from tf_attnrec.layers.config import ConfigFromAttributes
+from tf_attnrec.layers.embeddings import ItemSequenceEmbedding
 
-class SequenceEncoder(tf.keras.layers.Layer):
+
+class SequenceEncoder(ConfigFromAttributes, tf.keras.layers.Layer):
     """Base class: maps a left-padded item-id history `[B, L]` to query vectors.
 
     Subclasses own an item-embedding table of `vocab_size` rows (row 0 = padding, row 1 =
@@ -24,6 +28,8 @@ class SequenceEncoder(tf.keras.layers.Layer):
       available; encoders without per-position states are trained on sampled prefixes.
 
     Histories longer than `max_length` are truncated to their most recent `max_length` items.
+    `get_config` returns the constructor arguments named in `config_keys` (a subclass adds
+    its own: `config_keys = (*SequenceEncoder.config_keys, "embedding_dim", ...)`).
 
     Args:
         vocab_size: Rows of the item-embedding table (`num_items + 2`).
@@ -33,17 +39,17 @@ class SequenceEncoder(tf.keras.layers.Layer):
 
     #: True when `encode_sequence` returns causal per-position states.
     supports_all_positions: bool = False
+    config_keys = ("vocab_size", "max_length")
 
     def __init__(self, vocab_size: int, max_length: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         name = type(self).__name__
-        if not isinstance(vocab_size, int) or vocab_size < 3:
+        if not is_positive_int(vocab_size, minimum=3):
             raise ValueError(
                 f"{name}: `vocab_size` must be an int >= 3 (num_items + 2: row 0 is padding, "
                 f"row 1 out-of-vocabulary); got {vocab_size!r}. Pass `vocabulary.size`."
             )
-        if not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"{name}: `max_length` must be a positive int; got {max_length!r}.")
+        check_positive_int(name, "`max_length`", max_length)
         self.vocab_size = vocab_size
         self.max_length = max_length
 
@@ -74,20 +80,26 @@ class SequenceEncoder(tf.keras.layers.Layer):
             history = history[:, -self.max_length :]
         return history
 
-    @staticmethod
-    def _history_weights(weights: tf.Tensor, history: tf.Tensor, per_head: bool) -> tf.Tensor:
-        """Attention weights `[B, (H,) L']` of the read history, aligned with the input history.
+    def _input_embedding(self, embedding_dim: int, **options: Any) -> ItemSequenceEmbedding:
+        """The `ItemSequenceEmbedding` to keep as `self.embedding` (its table is `item_embeddings`).
 
-        For `attention_weights` of subclasses: float32; a head axis of size 1 is added for
-        single-attention encoders with `per_head=True`; positions cut off by `max_length`
-        (the oldest ones) are left-padded with weight 0, so the result has the input's `L`.
+        Args:
+            embedding_dim: Item embedding size `D`.
+            **options: Other `ItemSequenceEmbedding` arguments (position, dropout, scale, ...).
         """
-        weights = tf.cast(weights, tf.float32)
-        if per_head and weights.shape.rank == 2:
-            weights = weights[:, tf.newaxis, :]
-        missing = tf.shape(tf.convert_to_tensor(history))[1] - tf.shape(weights)[-1]
-        paddings = [[0, 0]] * (weights.shape.rank - 1) + [[missing, 0]]
-        return tf.pad(weights, paddings)
+        return ItemSequenceEmbedding(
+            self.vocab_size, embedding_dim, self.max_length, name="item_sequence_embedding", **options
+        )
+
+    def _embed(
+        self, history: tf.Tensor, training: Optional[bool] = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The read history's item vectors `[B, L', D]` and its mask `[B, L']` (True = item).
+
+        `L'` is the history length cut to `max_length` (see `_prepare`).
+        """
+        history = self._prepare(history)
+        return self.embedding(history, training=training), tf.not_equal(history, 0)
 
     def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         """Per-position states `[B, L, D]` (only when `supports_all_positions`)."""
@@ -96,7 +108,42 @@ class SequenceEncoder(tf.keras.layers.Layer):
             "call the layer to get the query for the last position."
         )
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update({"vocab_size": self.vocab_size, "max_length": self.max_length})
-        return config
+
+class AttentionSequenceEncoder(SequenceEncoder):
+    """A `SequenceEncoder` whose query attends over the history: adds `attention_weights`.
+
+    Subclasses implement `_query_attention(x, mask)`: the weights that the query (the last
+    position) gives the embedded history `x` `[B, L, D]` with mask `[B, L]`, `[B, L]` for a
+    single attention or `[B, heads, L]` for multi-head attention. They also set
+    `attention_description`, what those weights are (shown by `tf-attnrec explain`).
+    """
+
+    attention_description: str
+
+    def attention_weights(self, history: tf.Tensor, per_head: bool = False) -> tf.Tensor:
+        """The query's (the last position's) attention over the history, in inference mode.
+
+        Args:
+            history: int `[B, L]` item ids, left-padded with 0, most recent last.
+            per_head: return `[B, heads, L]`, every head's weights (a head axis of size 1 for
+                a single attention), instead of `[B, L]` (their mean over heads).
+
+        Returns:
+            float32 weights aligned with `history`: each head's weights sum to 1 over the real
+            items and are 0 at padding (and at positions older than `max_length`); an
+            all-padding row is all 0.
+        """
+        x, mask = self._embed(history, training=False)
+        weights = tf.cast(self._query_attention(x, mask), tf.float32)
+        if weights.shape.rank == 2 and per_head:
+            weights = weights[:, tf.newaxis, :]
+        elif weights.shape.rank == 3 and not per_head:
+            weights = tf.reduce_mean(weights, axis=1)
+        # Positions cut off by `max_length` (the oldest) get weight 0: the input's `L` again.
+        missing = tf.shape(tf.convert_to_tensor(history))[1] - tf.shape(weights)[-1]
+        paddings = [[0, 0]] * (weights.shape.rank - 1) + [[missing, 0]]
+        return tf.pad(weights, paddings)
+
+    def _query_attention(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """Weights `[B, L]` or `[B, heads, L]` of the query over the embedded history `x`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _query_attention().")

@@ -31,6 +31,20 @@ MONITOR = "val_auc"
 # examples), not `train_ranker`; "data_seed" is its `seed` (fixed across training seeds, so
 # every seed of a table is tested on the same sampled negatives).
 DATA_KEYS = ("train_positions_per_user", "num_negatives", "num_eval_negatives", "max_genres", "data_seed")
+# The side features every ranking model reads (`tf_attnrec.data.schema`), per metadata table.
+REQUIRED_FEATURES = {"items": ("genres", "year"), "users": ("gender", "age", "occupation")}
+
+
+def check_side_features(dataset: Dataset) -> None:
+    """ValueError naming every side feature the ranking models need and `dataset` lacks."""
+    missing = [f"{table[:-1]} {column}" for table, columns in REQUIRED_FEATURES.items() for column in columns
+               if getattr(dataset, table) is None or column not in getattr(dataset, table)]
+    if missing:
+        raise ValueError(
+            f"the ranking models read side features that {dataset.name or 'the data'} ({dataset.source}) lacks: "
+            f"{', '.join(missing)}. Pass --items FILE (item_id, genres, year) and --users FILE (user_id, "
+            "gender, age, occupation), or name them in a dataset YAML."
+        )
 
 
 def predict_ranker(model: RankingModel, dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
@@ -154,6 +168,7 @@ class RankingTask(Task):
 
     def build_data(self, dataset: Dataset, model_config: Mapping[str, Any], options: Mapping[str, Any],
                    run: Optional[Run] = None) -> RankingData:
+        check_side_features(dataset)
         options = dict(options)
         options["seed"] = options.pop("data_seed", 0)
         data = build_ranking_data(dataset, max_length=int(model_config["max_length"]), **options)

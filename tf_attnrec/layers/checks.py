@@ -1,0 +1,27 @@
+"""Checks of constructor arguments shared by the layers and models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def is_positive_int(value: Any, minimum: int = 1) -> bool:
+    """True for an int `>= minimum` (a bool is not taken for an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def check_positive_int(owner: str, name: str, value: Any, minimum: int = 1) -> int:
+    """Returns `value` if `is_positive_int(value, minimum)`, else raises a ValueError.
+
+    Args:
+        owner: Who checks, the start of the message (e.g. the class name).
+        name: The argument as the message names it (e.g. "num_blocks" or "`units`").
+        value: The argument.
+        minimum: The smallest accepted value (0 for a count that may be zero).
+
+    Raises:
+        ValueError: "<owner>: <name> must be a positive int; got <value>."
+    """
+    if not is_positive_int(value, minimum):
+        raise ValueError(f"{owner}: {name} must be a positive int; got {value!r}.")
+    return value
