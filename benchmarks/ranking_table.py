@@ -143,7 +143,7 @@ def main() -> None:
     (output / "table.json").write_text(json.dumps(
         {"date": str(datetime.date.today()), "seeds": args.seeds, "wall_seconds": wall, "table": table,
          "verdicts": lines, "runs": {m: [{"seed": r["seed"], "test": r["test"], "validation": r["validation"],
-                                           "best_epoch": r["best_epoch"], "train_seconds": r["train_seconds"]}
+                                           "best_pass": r["best_pass"], "train_seconds": r["train_seconds"]}
                                           for r in runs] for m, runs in results.items()}},
         indent=2))
     print(text)

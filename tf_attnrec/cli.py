@@ -320,15 +320,19 @@ def cmd_list_models(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from tf_attnrec.tasks import UnsupportedCommand
+
     task, run = _load_run(pathlib.Path(args.run_dir))
-    # Only flags the user set reach the task, so a task refuses exactly those it cannot honour.
-    options: dict = {}
-    if args.k is not None:
-        options["k"] = args.k
-    if args.index is not None:
-        options["index"] = args.index
-    if args.include_seen:
-        options["exclude_history"] = False
+    # Only flags the user set reach the task; those its exports do not take are refused by name.
+    given = {"k": ("-k", args.k), "index": ("--index", args.index),
+             "exclude_history": ("--include-seen", False if args.include_seen else None)}
+    options = {name: value for name, (_, value) in given.items() if value is not None}
+    refused = [given[name][0] for name in options if name not in task.export_options]
+    if refused:
+        raise UnsupportedCommand(
+            f"{', '.join(refused)} only apply to retrieval exports; {run.run_dir} is a {task.name} run of "
+            f"{run.config.get('model')}. Drop the flag(s)."
+        )
     print(task.export(run, pathlib.Path(args.output), overwrite=args.overwrite, **options))
     return 0
 

@@ -164,6 +164,30 @@ def history_at_test_time(split: SequenceSplit, user: Any) -> tuple[int, np.ndarr
     return row, sequence.astype(np.int32)
 
 
+def _lookup_item(vocabulary: Vocabulary, item: Any) -> tuple[Any, int]:
+    """A raw item id and its model id.
+
+    Args:
+        vocabulary: the run's item vocabulary.
+        item: raw item id (a digit string is accepted for integer ids).
+
+    Returns:
+        (the raw id as the vocabulary holds it, its model id `>= FIRST_ID`).
+
+    Raises:
+        LookupError: the model does not know the item.
+    """
+    known = vocabulary.raw_ids(np.arange(FIRST_ID, min(FIRST_ID + 3, vocabulary.size)))
+    raw_item = _coerce(item, known)
+    item_index = int(vocabulary.lookup(raw_item))
+    if item_index < FIRST_ID:
+        raise LookupError(
+            f"item {item!r} is not one the model knows ({vocabulary.num_items:,} items; ids look like "
+            f"{_examples(known)})."
+        )
+    return raw_item, item_index
+
+
 def _full_sequence(split: SequenceSplit, row: int) -> np.ndarray:
     parts = [split.train[row]]
     for target in (split.validation_target[row], split.test_target[row]):
@@ -271,14 +295,7 @@ def explain_example(
     row, sequence = history_at_test_time(split, user)
     raw_user = split.users[row]
     item_vocabulary = vocabularies.item
-    known = item_vocabulary.raw_ids(np.arange(FIRST_ID, min(FIRST_ID + 3, item_vocabulary.size)))
-    raw_item = _coerce(item, known)
-    item_index = int(item_vocabulary.lookup(raw_item))
-    if item_index < FIRST_ID:
-        raise LookupError(
-            f"item {item!r} is not one the model knows ({item_vocabulary.num_items:,} items; ids look like "
-            f"{_examples(known)})."
-        )
+    raw_item, item_index = _lookup_item(item_vocabulary, item)
     length = int(model.max_length)
     features = example_features(vocabularies, item_tables, data.users, raw_user, item_index, sequence, length)
     inputs = {key: tf.constant(value) for key, value in features.items()}
@@ -390,14 +407,7 @@ def explain_history(
         item_index = int(allowed[np.argmax(scores[allowed])])
         raw_item = vocabulary.raw_ids([item_index])[0]
     else:
-        known = vocabulary.raw_ids(np.arange(FIRST_ID, min(FIRST_ID + 3, vocabulary.size)))
-        raw_item = _coerce(item, known)
-        item_index = int(vocabulary.lookup(raw_item))
-        if item_index < FIRST_ID:
-            raise LookupError(
-                f"item {item!r} is not one the model knows ({vocabulary.num_items:,} items; ids look like "
-                f"{_examples(known)})."
-            )
+        raw_item, item_index = _lookup_item(vocabulary, item)
     score = float(scores[item_index])
     others = candidates.copy()
     others[item_index] = False

@@ -52,10 +52,12 @@ class TimeLimit(tf.keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class EpochTimer(tf.keras.callbacks.Callback):
-    """Logs `train_seconds` (the epoch's training time, before any validation) per epoch.
+class EpochLog(tf.keras.callbacks.Callback):
+    """Adds `train_seconds` (the epoch's training time, before any validation) and
+    `learning_rate` (the rate the epoch trained with) to each epoch's logs.
 
-    Put it first: later callbacks (validation) see the value, and their time is not counted.
+    Put it first: later callbacks (validation) see the values and their time is not counted,
+    and the CSV log and TensorBoard record both.
     """
 
     def __init__(self) -> None:
@@ -68,6 +70,7 @@ class EpochTimer(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         if logs is not None:
             logs["train_seconds"] = time.perf_counter() - self._start
+            logs["learning_rate"] = float(tf.keras.backend.get_value(self.model.optimizer.learning_rate))
 
 
 @dataclasses.dataclass
@@ -168,7 +171,7 @@ def fit_model(
         )
     eval_every = max(1, int(eval_every))
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
-    all_callbacks: list = [EpochTimer(), *validation_callbacks]
+    all_callbacks: list = [EpochLog(), *validation_callbacks]
     early_stopping = None
     if patience is not None:
         early_stopping = tf.keras.callbacks.EarlyStopping(
@@ -224,4 +227,4 @@ def fit_model(
     )
 
 
-__all__ = ["EpochTimer", "FitResult", "TimeLimit", "fit_model"]
+__all__ = ["EpochLog", "FitResult", "TimeLimit", "fit_model"]

@@ -49,21 +49,17 @@ class ArchiveSource:
 # sha256 and sizes: tensorflow/datasets, tensorflow_datasets/url_checksums/movielens.txt.
 # The MD5s published alongside in several public loaders agree on the same files:
 # ml-1m.zip c4d9eecfca2ab87c1945afe126590906, ml-100k.zip 0e33842e24a9c977be4e0107933c0723.
+def grouplens_source(name: str, sha256: str, size: int, required_files: tuple[str, ...]) -> ArchiveSource:
+    """The GroupLens zip `<name>.zip`, unpacked to the folder `<name>/`."""
+    return ArchiveSource(url=f"https://files.grouplens.org/datasets/movielens/{name}.zip", sha256=sha256,
+                         size=size, folder=name, required_files=required_files)
+
+
 DATASET_SOURCES: dict[str, ArchiveSource] = {
-    "ml-1m": ArchiveSource(
-        url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
-        sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
-        size=5917549,
-        folder="ml-1m",
-        required_files=("ratings.dat", "movies.dat", "users.dat"),
-    ),
-    "ml-100k": ArchiveSource(
-        url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
-        sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
-        size=4924029,
-        folder="ml-100k",
-        required_files=("u.data", "u.item", "u.user"),
-    ),
+    "ml-1m": grouplens_source("ml-1m", "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+                              5917549, ("ratings.dat", "movies.dat", "users.dat")),
+    "ml-100k": grouplens_source("ml-100k", "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+                                4924029, ("u.data", "u.item", "u.user")),
 }
 
 

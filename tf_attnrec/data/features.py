@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tf_attnrec.data.vocabulary import OOV_ID, PAD_ID, Vocabulary
+from tf_attnrec.data.splits import require_columns
 from tf_attnrec.data.schema import USER_AGE, USER_GENDER, USER_OCCUPATION, VOCABULARY_KEYS
 
 _USER_COLUMNS = {USER_GENDER: "gender", USER_AGE: "age", USER_OCCUPATION: "occupation"}
@@ -17,12 +18,8 @@ _FORMAT = "tf_attnrec.FeatureVocabularies/1"
 
 
 def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"{what} needs column(s) {missing}; got {list(frame.columns)}. Use the metadata "
-            "tables of `load_dataset('ml-1m')` (Dataset.items / Dataset.users) or rename columns."
-        )
+    require_columns(frame, columns, what, allow_missing_values=True, hint=(
+        "Use the metadata tables of `load_dataset('ml-1m')` (Dataset.items / Dataset.users) or rename columns."))
 
 
 def _user_values(values: Any) -> np.ndarray:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tf_attnrec.data.splits import require_columns
+
 _REQUIRED = ("user_id", "item_id")
 
 
@@ -56,16 +58,8 @@ def sasrec_form(interactions: pd.DataFrame, min_count: int = 5) -> pd.DataFrame:
     """
     if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
         raise ValueError(f"sasrec_form: min_count must be an integer >= 1, got {min_count!r}.")
-    columns = _REQUIRED + (("timestamp",) if "timestamp" in interactions.columns else ())
-    missing = [c for c in _REQUIRED if c not in interactions.columns]
-    if missing:
-        raise ValueError(
-            f"sasrec_form needs column(s) {missing}; the DataFrame has {list(interactions.columns)}. "
-            "Rename your columns (see tf_attnrec.data.readers.read_interactions)."
-        )
-    for column in columns:
-        if interactions[column].isna().any():
-            raise ValueError(f"sasrec_form: column {column!r} has missing values; fill or drop them first.")
+    require_columns(interactions, _REQUIRED + (("timestamp",) if "timestamp" in interactions.columns else ()),
+                    "sasrec_form")
 
     users, user_values = pd.factorize(interactions["user_id"])
     items, item_values = pd.factorize(interactions["item_id"])

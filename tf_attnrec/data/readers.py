@@ -164,11 +164,11 @@ def read_movielens_ratings(
         ratings = read_movielens_ratings("ml-1m/ratings.dat")
         ```
     """
-    expected = "'UserID::MovieID::Rating::Timestamp' (four integers separated by '::')"
-    path, text = _read_text(path, encoding, expected)
-    body = _valid_lines(path, text, r"\d+::\d+::\d+::\d+", expected, on_bad_lines)
     names = ["user_id", "item_id", "rating", "timestamp"]
-    return _parse_fields(body.replace("::", "\t"), "\t", names, {n: "int64" for n in names})
+    return _read_double_colon_file(
+        path, encoding, on_bad_lines, "'UserID::MovieID::Rating::Timestamp' (four integers separated by '::')",
+        r"\d+::\d+::\d+::\d+", {n: "int64" for n in names},
+    )
 
 
 def read_movielens_movies(
@@ -177,9 +177,8 @@ def read_movielens_movies(
     """Reads GroupLens `movies.dat` (`MovieID::Title (Year)::Genre1|Genre2`).
 
     Args:
-        path: the `movies.dat` file.
-        encoding: file encoding; GroupLens uses ISO-8859-1 (titles such as "Café au lait").
-        on_bad_lines: "error" or "skip".
+        path: the `movies.dat` file (titles such as "Café au lait" are ISO-8859-1); `encoding`
+            and `on_bad_lines` as for `read_movielens_ratings`.
 
     Returns:
         DataFrame with `item_id` (int64), `title` (str, as in the file, year included),
@@ -208,9 +207,7 @@ def read_movielens_users(
     """Reads GroupLens `users.dat` (`UserID::Gender::Age::Occupation::Zip-code`).
 
     Args:
-        path: the `users.dat` file.
-        encoding: file encoding (ISO-8859-1).
-        on_bad_lines: "error" or "skip".
+        path: the `users.dat` file; `encoding` and `on_bad_lines` as for `read_movielens_ratings`.
 
     Returns:
         DataFrame with `user_id` (int64), `gender` ("M"/"F"), `age` (int64 age-group code as
@@ -222,12 +219,20 @@ def read_movielens_users(
         users = read_movielens_users("ml-1m/users.dat")
         ```
     """
-    expected = "'UserID::Gender::Age::Occupation::Zip-code' (Gender M or F)"
+    return _read_double_colon_file(
+        path, encoding, on_bad_lines, "'UserID::Gender::Age::Occupation::Zip-code' (Gender M or F)",
+        r"\d+::[MF]::\d+::\d+::[^:\r\n]*",
+        {"user_id": "int64", "gender": str, "age": "int64", "occupation": "int64", "zip_code": str},
+    )
+
+
+def _read_double_colon_file(
+    path: PathLike, encoding: str, on_bad_lines: OnBadLines, expected: str, pattern: str, dtypes: dict
+) -> pd.DataFrame:
+    """A GroupLens `::`-separated file whose every line matches `pattern`; columns = `dtypes` keys."""
     path, text = _read_text(path, encoding, expected)
-    body = _valid_lines(path, text, r"\d+::[MF]::\d+::\d+::[^:\r\n]*", expected, on_bad_lines)
-    names = ["user_id", "gender", "age", "occupation", "zip_code"]
-    dtypes = {"user_id": "int64", "gender": str, "age": "int64", "occupation": "int64", "zip_code": str}
-    return _parse_fields(body.replace("::", "\t"), "\t", names, dtypes)
+    body = _valid_lines(path, text, pattern, expected, on_bad_lines)
+    return _parse_fields(body.replace("::", "\t"), "\t", list(dtypes), dtypes)
 
 
 def read_movielens_1m(directory: PathLike, on_bad_lines: OnBadLines = "error") -> Dataset:
@@ -456,7 +461,7 @@ def read_interactions(
         frame = _read_csv_log(path, sep, encoding, on_bad_lines)
         first_line = 2  # row 0 is on line 2, after the header
     elif fmt == "parquet":
-        frame = _read_parquet_log(path)
+        frame = read_parquet_table(path)
         first_line = None
     else:
         raise ValueError(f"format must be 'csv' or 'parquet', got {fmt!r}.")
@@ -576,7 +581,9 @@ def _first_undecodable_line(path: pathlib.Path, encoding: str) -> str:
     return ""
 
 
-def _read_parquet_log(path: pathlib.Path) -> pd.DataFrame:
+def read_parquet_table(path: pathlib.Path) -> pd.DataFrame:
+    """A Parquet file as a DataFrame; a missing pyarrow, a non-Parquet file, duplicate column
+    names or no rows are clear errors naming the file."""
     try:
         frame = pd.read_parquet(path)
     except ImportError:

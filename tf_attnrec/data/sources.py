@@ -39,7 +39,7 @@ import yaml
 from tf_attnrec.data.dataset import Dataset
 from tf_attnrec.data.datasets import get_dataset_spec, load_dataset, locate_dataset
 from tf_attnrec.data.errors import DataFormatError
-from tf_attnrec.data.readers import read_interactions, read_sasrec_txt
+from tf_attnrec.data.readers import read_interactions, read_parquet_table, read_sasrec_txt
 from tf_attnrec.data.splits import k_core_filter
 
 PathLike = Union[str, os.PathLike]
@@ -537,12 +537,7 @@ def _from_mapping(config: dict, where: str, base_dir: pathlib.Path) -> DataSourc
 def _read_table(path: pathlib.Path, sep: str) -> pd.DataFrame:
     core = [s.lower() for s in path.suffixes if s.lower() not in _COMPRESSION]
     if core and core[-1] in _PARQUET:
-        try:
-            frame = pd.read_parquet(path)
-        except ImportError:
-            raise ImportError("Reading Parquet needs pyarrow: pip install 'tf-attnrec[parquet]'.") from None
-        except Exception as error:  # pyarrow raises several types for a non-Parquet file
-            raise DataFormatError(f"{path}: not a readable Parquet file ({error}).") from None
+        frame = read_parquet_table(path)
     else:
         try:
             frame = pd.read_csv(path, sep=sep)

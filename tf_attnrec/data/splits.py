@@ -17,14 +17,26 @@ from tf_attnrec.data.vocabulary import Vocabulary
 ShortUsers = Literal["train_only", "drop", "error"]
 
 
-def _require_columns(df: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+def require_columns(
+    df: pd.DataFrame,
+    columns: tuple[str, ...],
+    what: str,
+    hint: str = "Rename your columns (see tf_attnrec.data.readers.read_interactions).",
+    allow_missing_values: bool = False,
+) -> None:
+    """ValueError naming `what` needs, when `df` lacks a column (or has missing values in one).
+
+    Args:
+        df: The table.
+        columns: Columns `what` reads.
+        what: Who needs them, for the message (e.g. "leave_one_out_split").
+        hint: What the user can do about it.
+        allow_missing_values: Accept NaN / None in the columns.
+    """
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(
-            f"{what} needs column(s) {missing}; the DataFrame has {list(df.columns)}. Rename your "
-            "columns (see tf_attnrec.data.readers.read_interactions)."
-        )
-    for column in columns:
+        raise ValueError(f"{what} needs column(s) {missing}; the DataFrame has {list(df.columns)}. {hint}")
+    for column in () if allow_missing_values else columns:
         if df[column].isna().any():
             raise ValueError(f"{what}: column {column!r} has missing values; fill or drop them first.")
 
@@ -46,11 +58,11 @@ def sort_chronologically(df: pd.DataFrame) -> pd.DataFrame:
         ordered = sort_chronologically(read_movielens_ratings("ratings.dat"))
         ```
     """
-    _require_columns(df, ("user_id", "item_id"), "sort_chronologically")
+    require_columns(df, ("user_id", "item_id"), "sort_chronologically")
     user_codes, _ = pd.factorize(df["user_id"], sort=True)
     keys = [np.arange(len(df))]
     if "timestamp" in df.columns:
-        _require_columns(df, ("timestamp",), "sort_chronologically")
+        require_columns(df, ("timestamp",), "sort_chronologically")
         keys.append(df["timestamp"].to_numpy())
     keys.append(user_codes)
     order = np.lexsort(keys)  # last key is the primary one
@@ -79,7 +91,7 @@ def k_core_filter(
         five_core = k_core_filter(ratings, k=5)
         ```
     """
-    _require_columns(df, ("user_id", "item_id"), "k_core_filter")
+    require_columns(df, ("user_id", "item_id"), "k_core_filter")
     user_k = k if user_k is None else user_k
     item_k = k if item_k is None else item_k
     if user_k < 1 or item_k < 1:
@@ -224,7 +236,7 @@ def leave_one_out_split(
     """
     if short_users not in ("train_only", "drop", "error"):
         raise ValueError(f"short_users must be 'train_only', 'drop' or 'error', got {short_users!r}.")
-    _require_columns(df, ("user_id", "item_id"), "leave_one_out_split")
+    require_columns(df, ("user_id", "item_id"), "leave_one_out_split")
     if vocabulary is None:
         vocabulary = Vocabulary.from_ids(df["item_id"])
     users, sequences = group_sequences(df, vocabulary)
@@ -296,7 +308,7 @@ def temporal_split(
         parts = temporal_split(ratings, cutoff=0.9, validation_cutoff=0.8)
         ```
     """
-    _require_columns(df, ("user_id", "item_id", "timestamp"), "temporal_split")
+    require_columns(df, ("user_id", "item_id", "timestamp"), "temporal_split")
     ordered = sort_chronologically(df)
     times = ordered["timestamp"].to_numpy()
 

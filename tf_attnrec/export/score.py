@@ -242,7 +242,7 @@ def export_ranker(
     """`export_ranking_model` for a ranking run directory (`tf-attnrec train --model din ...`).
 
     Args:
-        run_dir: Directory written by `save_ranker` / `train_ranker(run_dir=...)`.
+        run_dir: Directory written by `train_ranker(run_dir=...)` or `tf-attnrec train`.
         output: `serving/<model_name>/<version>`, version an integer folder.
         overwrite: Replace a non-empty `output`.
 

@@ -22,12 +22,22 @@ def default_masks(
     value: tf.Tensor,
     query_mask: Optional[tf.Tensor],
     value_mask: Optional[tf.Tensor],
+    key: Optional[tf.Tensor] = None,
 ) -> Tuple[Optional[tf.Tensor], Optional[tf.Tensor]]:
-    """`(query_mask, value_mask)`, each defaulting to the Keras mask of `query` / `value`."""
+    """`(query_mask, value_mask)`, each defaulting to the Keras mask of `query` / `value`.
+
+    With a `key` other than `value`, the key's Keras mask is ANDed into `value_mask` (as
+    `tf.keras.layers.MultiHeadAttention` does).
+    """
     if query_mask is None:
         query_mask = getattr(query, "_keras_mask", None)
     if value_mask is None:
         value_mask = getattr(value, "_keras_mask", None)
+    if key is not None and key is not value:
+        key_mask = getattr(key, "_keras_mask", None)
+        if key_mask is not None:
+            value_mask = key_mask if value_mask is None else (
+                tf.cast(value_mask, tf.bool) & tf.cast(key_mask, tf.bool))
     return query_mask, value_mask
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import tensorflow as tf
 
@@ -12,8 +13,9 @@ def serialize_argument(value: Any) -> Any:
 
     Keras objects are serialized with their own `serialize` function, so that the layer's
     `from_config` (which calls `tf.keras.initializers.get` & co.) rebuilds them: initializers,
-    regularizers and constraints; any other callable is taken to be an activation. Tuples
-    become lists and mappings plain dicts (copies); everything else is returned as it is.
+    regularizers and constraints; any other callable is taken to be an activation. Sequences
+    (tuples) become lists and mappings plain dicts (copies); everything else is returned as
+    it is.
     """
     if isinstance(value, tf.keras.initializers.Initializer):
         return tf.keras.initializers.serialize(value)
@@ -23,9 +25,9 @@ def serialize_argument(value: Any) -> Any:
         return tf.keras.constraints.serialize(value)
     if callable(value):
         return tf.keras.activations.serialize(value)
-    if isinstance(value, tuple):
+    if isinstance(value, Sequence) and not isinstance(value, str):
         return list(value)
-    if isinstance(value, Mapping):
+    if isinstance(value, Mapping):  # also Keras' tracking wrapper of a dict attribute
         return dict(value)
     return value
 

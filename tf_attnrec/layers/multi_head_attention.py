@@ -184,12 +184,7 @@ class MultiHeadAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         training: Optional[bool] = None,
         return_attention_scores: bool = False,
     ) -> Union[tf.Tensor, Tuple[tf.Tensor, tf.Tensor]]:
-        query_mask, value_mask = default_masks(query, value, query_mask, value_mask)
-        if key is not None and key is not value:
-            key_mask = getattr(key, "_keras_mask", None)
-            if key_mask is not None:
-                value_mask = key_mask if value_mask is None else (
-                    tf.cast(value_mask, tf.bool) & tf.cast(key_mask, tf.bool))
+        query_mask, value_mask = default_masks(query, value, query_mask, value_mask, key=key)
         if key is None:
             key = value
         attention_mask, query_mask, value_mask = (

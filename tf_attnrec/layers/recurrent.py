@@ -128,7 +128,10 @@ class RecurrentAttentionEncoder(ConfigFromAttributes, tf.keras.layers.Layer):
         training: Optional[bool] = None,
         return_sequences: bool = False,
     ) -> tf.Tensor:
-        states, final_state, mask = self._run_rnn(inputs, mask, training)
+        mask = self._sequence_mask(inputs, mask)
+        x = self.input_dropout(inputs, training=training)
+        rnn_outputs = self.rnn(x, mask=mask, training=training)
+        states, final_state = rnn_outputs[0], rnn_outputs[1]  # LSTM adds the cell state
         if return_sequences:
             # With left padding the state at each real t is that prefix's final state.
             local = self.local_attention(states, query=states, mask=mask, causal=True)
@@ -152,25 +155,23 @@ class RecurrentAttentionEncoder(ConfigFromAttributes, tf.keras.layers.Layer):
             `[B, T]` softmax weights over the real positions (0 at padding; an all-padding row
             is all 0).
         """
-        states, final_state, mask = self._run_rnn(inputs, mask, training=False)
+        mask = self._sequence_mask(inputs, mask)
+        rnn_outputs = self.rnn(inputs, mask=mask, training=False)
+        states, final_state = rnn_outputs[0], rnn_outputs[1]
         _, weights = self.local_attention(
             states, query=final_state, mask=mask, return_attention_scores=True
         )
         return weights
 
-    def _run_rnn(
-        self, inputs: tf.Tensor, mask: Optional[tf.Tensor], training: Optional[bool]
-    ) -> tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor]]:
-        """The RNN's states `[B, T, units]`, its final state `[B, units]` and the mask used."""
+    @staticmethod
+    def _sequence_mask(inputs: tf.Tensor, mask: Optional[tf.Tensor]) -> Optional[tf.Tensor]:
+        """The boolean `[B, T]` mask (`mask`, else the Keras mask) of `inputs` `[B, T, D]`."""
         if inputs.shape.rank != 3:
             raise ValueError(
                 "RecurrentAttentionEncoder expects inputs of shape [batch, time, dim]; got "
                 f"{inputs.shape}."
             )
-        mask = resolve_sequence_mask(inputs, mask, "RecurrentAttentionEncoder", "inputs")
-        x = self.input_dropout(inputs, training=training)
-        rnn_outputs = self.rnn(x, mask=mask, training=training)
-        return rnn_outputs[0], rnn_outputs[1], mask  # an LSTM also returns its cell state
+        return resolve_sequence_mask(inputs, mask, "RecurrentAttentionEncoder", "inputs")
 
     def _combine(self, global_state: tf.Tensor, local: tf.Tensor) -> tf.Tensor:
         """NARM's `[global, local]` (or their sum / projection), on the last axis."""

@@ -42,8 +42,7 @@ class _Dice(ConfigFromAttributes, tf.keras.layers.Layer):
     def _per_feature_weight(
         self, name: str, features: int, initializer: str, trainable: bool
     ) -> tf.Variable:
-        """A `[features]` float32 weight (it stays float32 under mixed precision, as do the
-        statistics computed from it)."""
+        """A `[features]` weight that stays float32 under mixed precision (as the statistics do)."""
         return self.add_weight(
             name=name,
             shape=(features,),

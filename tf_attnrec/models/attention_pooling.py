@@ -83,10 +83,6 @@ class AttentionPoolingEncoder(AttentionSequenceEncoder):
             embedding_dim, use_bias=False, name="output_projection"
         )
 
-    @property
-    def output_dim(self) -> int:
-        return self.embedding_dim
-
     def call(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         x, mask = self._embed(history, training=training)
         last = x[:, -1, :]  # left padding: the last position is the most recent item

@@ -6,6 +6,7 @@ from typing import Any, Mapping, Optional
 
 import tensorflow as tf
 
+from tf_attnrec.layers.checks import check_positive_int
 from tf_attnrec.layers.multi_head_attention import MultiHeadAttention
 from tf_attnrec.models.ranking import TINY_RANKER, RankingModel
 from tf_attnrec.models.registry import register_model
@@ -29,11 +30,7 @@ class AutoInt(RankingModel):
         attention_dim: size per head (paper: 32).
         **kwargs: `RankingModel` arguments (embedding_dim, max_length, hidden_units, ...).
 
-    Call arguments:
-        features: dict with the `schema.MODEL_FEATURES`.
-
-    Returns:
-        Click logits [B].
+    Call arguments and returns: as `RankingModel` (a features dict -> click logits [B]).
 
     Example:
         ```python
@@ -51,9 +48,7 @@ class AutoInt(RankingModel):
     ) -> None:
         kwargs.setdefault("name", "autoint")
         super().__init__(feature_sizes, **kwargs)
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"AutoInt: num_layers must be a positive int; got {num_layers!r}.")
-        self.num_layers = num_layers
+        self.num_layers = check_positive_int("AutoInt", "num_layers", num_layers)
         self.num_heads = num_heads
         self.attention_dim = attention_dim
         width = num_heads * attention_dim

@@ -30,12 +30,9 @@ class BST(TransformerRankingModel):
         **kwargs: `RankingModel` arguments (embedding_dim, max_length, hidden_units,
             dropout, ...); `dropout` also applies inside the blocks.
 
-    Call arguments:
-        features: dict with the `schema.MODEL_FEATURES`.
-
-    Returns:
-        Click logits [B]; `attention_weights(features)` gives the candidate's attention over
-        the history in the last block, averaged over heads [B, L].
+    Call arguments and returns: as `RankingModel` (a features dict -> click logits [B]);
+    `attention_weights(features)` gives the candidate's attention over the history in the
+    last block, averaged over heads [B, L].
 
     Example:
         ```python
@@ -97,7 +94,6 @@ class BST(TransformerRankingModel):
         weights = self.blocks[-1].attention_weights(x, mask=mask)
         candidate = weights[:, :, -1, :-1]  # [B, heads, L]: the candidate's row, history columns
         return candidate if per_head else tf.reduce_mean(candidate, axis=1)
-
 
 
 @register_model("ranking", (BST,), tiny={**TINY_RANKER, "hidden_dim": 8})

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Optional
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tf_attnrec.layers.checks import check_positive_int
 from tf_attnrec.models.ranking import TINY_RANKER, RankingModel
 from tf_attnrec.models.registry import register_model
 from tf_attnrec.layers.feature_embedding import FeatureEmbedding
@@ -25,11 +26,7 @@ class DCN(RankingModel):
         projection_dim: low-rank size of the cross kernels (None = full rank).
         **kwargs: `RankingModel` arguments (embedding_dim, max_length, hidden_units, ...).
 
-    Call arguments:
-        features: dict with the `schema.MODEL_FEATURES`.
-
-    Returns:
-        Click logits [B].
+    Call arguments and returns: as `RankingModel` (a features dict -> click logits [B]).
 
     Example:
         ```python
@@ -45,8 +42,7 @@ class DCN(RankingModel):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("name", "dcn")
-        if isinstance(num_cross_layers, bool) or not isinstance(num_cross_layers, int) or num_cross_layers < 1:
-            raise ValueError(f"DCN: num_cross_layers must be a positive int; got {num_cross_layers!r}.")
+        check_positive_int("DCN", "num_cross_layers", num_cross_layers)
         super().__init__(feature_sizes, **kwargs)
         self.num_cross_layers = num_cross_layers
         self.projection_dim = projection_dim

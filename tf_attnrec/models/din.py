@@ -27,11 +27,8 @@ class DIN(RankingModel):
         use_softmax: softmax-normalise the attention weights.
         **kwargs: `RankingModel` arguments (embedding_dim, max_length, hidden_units, ...).
 
-    Call arguments:
-        features: dict with the `schema.MODEL_FEATURES`.
-
-    Returns:
-        Click logits [B]; `attention_weights(features)` gives the weights [B, L].
+    Call arguments and returns: as `RankingModel` (a features dict -> click logits [B]);
+    `attention_weights(features)` gives the weights [B, L].
 
     Example:
         ```python

@@ -23,11 +23,7 @@ class EmbeddingMLP(RankingModel):
         pooling: "sum" (paper) or "mean".
         **kwargs: `RankingModel` arguments (embedding_dim, max_length, hidden_units, ...).
 
-    Call arguments:
-        features: dict with the `schema.MODEL_FEATURES`.
-
-    Returns:
-        Click logits [B].
+    Call arguments and returns: as `RankingModel` (a features dict -> click logits [B]).
 
     Example:
         ```python

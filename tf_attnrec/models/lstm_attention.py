@@ -89,10 +89,6 @@ class RecurrentAttentionSequenceEncoder(AttentionSequenceEncoder):
             embedding_dim, use_bias=False, name="output_projection"
         )
 
-    @property
-    def output_dim(self) -> int:
-        return self.embedding_dim
-
     def call(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         x, mask = self._embed(history, training=training)
         encoding = self.recurrent(x, mask=mask, training=training)

@@ -66,10 +66,6 @@ class MeanPoolingEncoder(SequenceEncoder):
             else None
         )
 
-    @property
-    def output_dim(self) -> int:
-        return self.embedding_dim
-
     def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         x, is_item = self._embed(history, training=training)
         mask = tf.cast(is_item, self.compute_dtype)[:, :, tf.newaxis]

@@ -58,14 +58,13 @@ class RankingModel(RecommenderModel):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_positive_int(type(self).__name__, "max_length", max_length)
         hidden_units = tuple(hidden_units)
         if not all(is_positive_int(u) for u in hidden_units):
             raise ValueError(
                 f"{type(self).__name__}: hidden_units must be positive ints, e.g. (64, 32); got {hidden_units!r}."
             )
         self.embedding_dim = embedding_dim
-        self.max_length = max_length
+        self.max_length = check_positive_int(type(self).__name__, "max_length", max_length)
         self.hidden_units = hidden_units
         self.activation = activation
         self.dropout = _check_rate("dropout", dropout)
@@ -175,7 +174,8 @@ class RankingModel(RecommenderModel):
 class TransformerRankingModel(RankingModel):
     """A `RankingModel` that runs Transformer blocks over tokens (`BST`, `SelfAttentionRanker`).
 
-    A subclass creates its own layers (the tokens), then `self.blocks = self.transformer_blocks()`.
+    A subclass creates its own layers (e.g. the token projections), then the blocks with
+    `self.blocks = self.transformer_blocks()` (so the blocks' weights come last in `weights`).
 
     Args:
         feature_sizes: table rows per feature (`FeatureVocabularies.sizes()`).
@@ -195,9 +195,8 @@ class TransformerRankingModel(RankingModel):
         **kwargs: Any,
     ) -> None:
         super().__init__(feature_sizes, **kwargs)
-        check_positive_int(type(self).__name__, "num_blocks", num_blocks)
         self.hidden_dim = hidden_dim
-        self.num_blocks = num_blocks
+        self.num_blocks = check_positive_int(type(self).__name__, "num_blocks", num_blocks)
         self.num_heads = num_heads
 
     def transformer_blocks(self) -> list[TransformerBlock]:

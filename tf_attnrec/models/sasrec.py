@@ -145,10 +145,6 @@ class SASRecEncoder(AttentionSequenceEncoder):
             else None
         )
 
-    @property
-    def output_dim(self) -> int:
-        return self.hidden_dim
-
     def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         x, mask = self._embed(history, training=training)
         for block in self.blocks:

@@ -30,11 +30,7 @@ class SelfAttentionRanker(TransformerRankingModel):
         **kwargs: `RankingModel` arguments (embedding_dim, max_length, hidden_units,
             dropout, ...); `dropout` also applies inside the blocks.
 
-    Call arguments:
-        features: dict with the `schema.MODEL_FEATURES`.
-
-    Returns:
-        Click logits [B].
+    Call arguments and returns: as `RankingModel` (a features dict -> click logits [B]).
 
     Example:
         ```python
@@ -63,7 +59,6 @@ class SelfAttentionRanker(TransformerRankingModel):
         for block in self.blocks:
             x = block(x, training=training)
         return tf.reshape(x, [-1, _NUM_TOKENS * self.hidden_dim])
-
 
 
 @register_model("ranking", (SelfAttentionRanker,), tiny={**TINY_RANKER, "hidden_dim": 8})

@@ -65,7 +65,7 @@ class SequenceEncoder(ConfigFromAttributes, tf.keras.layers.Layer):
     @property
     def output_dim(self) -> int:
         """Size `D` of the query vectors (equal to the item-embedding size)."""
-        raise NotImplementedError
+        return self.embedding.embedding_dim
 
     def _prepare(self, history: tf.Tensor) -> tf.Tensor:
         """Cast to int32 and keep the most recent `max_length` items."""
@@ -99,7 +99,8 @@ class SequenceEncoder(ConfigFromAttributes, tf.keras.layers.Layer):
         `L'` is the history length cut to `max_length` (see `_prepare`).
         """
         history = self._prepare(history)
-        return self.embedding(history, training=training), tf.not_equal(history, 0)
+        mask = tf.not_equal(history, 0)
+        return self.embedding(history, training=training), mask
 
     def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         """Per-position states `[B, L, D]` (only when `supports_all_positions`)."""

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tf_attnrec.layers.checks import check_positive_int
 from tf_attnrec.models.base import RecommenderModel, count_items
 from tf_attnrec.models.sequence_encoder import SequenceEncoder
 
@@ -90,20 +91,12 @@ class SequentialRetrievalModel(RecommenderModel):
             raise ValueError(
                 f"SequentialRetrievalModel: unknown loss {loss!r}; expected one of {LOSSES}."
             )
-        for name, value in (
-            ("num_negatives", num_negatives),
-            ("max_retrieval_queries", max_retrieval_queries),
-            ("prefixes_per_sequence", prefixes_per_sequence),
-        ):
-            if not isinstance(value, int) or value < (0 if name == "num_negatives" else 1):
-                raise ValueError(
-                    f"SequentialRetrievalModel: `{name}` must be a positive int; got {value!r}."
-                )
+        owner = "SequentialRetrievalModel"
         self.encoder = encoder
         self.loss_name = loss
-        self.num_negatives = num_negatives
-        self.max_retrieval_queries = max_retrieval_queries
-        self.prefixes_per_sequence = prefixes_per_sequence
+        self.num_negatives = check_positive_int(owner, "`num_negatives`", num_negatives, minimum=0)
+        self.max_retrieval_queries = check_positive_int(owner, "`max_retrieval_queries`", max_retrieval_queries)
+        self.prefixes_per_sequence = check_positive_int(owner, "`prefixes_per_sequence`", prefixes_per_sequence)
         self.temperature = temperature
         self.vocab_size = encoder.vocab_size
 

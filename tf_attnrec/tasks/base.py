@@ -104,6 +104,8 @@ class Task(abc.ABC):
     monitor: ClassVar[str]
     training_defaults: ClassVar[Mapping[str, Any]] = {}
     data_keys: ClassVar[tuple] = ()
+    #: Keyword options `export` accepts besides `overwrite` (e.g. `k` for top-k retrieval).
+    export_options: ClassVar[tuple] = ()
 
     # ------------------------------------------------------------------- training
     @abc.abstractmethod
@@ -171,16 +173,15 @@ class Task(abc.ABC):
 
     # ------------------------------------------------------------------ saved runs
     @abc.abstractmethod
-    def save_artifacts(self, run_dir: pathlib.Path, data: Any) -> None:
-        """Writes what serving needs besides the model (vocabularies, feature tables)."""
-
-    @abc.abstractmethod
     def load_run(self, run_dir: pathlib.Path, config: dict) -> Run:
         """The saved model and artifacts of a run of this task."""
 
     @abc.abstractmethod
     def export(self, run: Run, output: pathlib.Path, *, overwrite: bool = False, **options: Any) -> Any:
-        """Writes a TF Serving SavedModel; returns its printable summary."""
+        """Writes a TF Serving SavedModel; returns its printable `ExportSummary`.
+
+        `options` are some of `export_options`; the caller refuses others before calling.
+        """
 
     def recommend(self, run: Run, history: Sequence[Any], k: int = 10, include_seen: bool = False) -> dict:
         """Top-k items for a history of raw item ids."""

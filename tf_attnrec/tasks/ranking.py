@@ -205,9 +205,6 @@ class RankingTask(Task):
     def format_metrics(self, metrics: Mapping[str, Any], title: str) -> str:
         return format_ctr_metrics(metrics, title)
 
-    def save_artifacts(self, run_dir: pathlib.Path, data: RankingData) -> None:
-        runs.save_feature_tables(run_dir, data.vocabularies, data.item_genres, data.item_year)
-
     def load_run(self, run_dir: pathlib.Path, config: dict) -> Run:
         model, _, _ = runs.load_model(run_dir)
         vocabularies, item_tables = runs.load_feature_tables(run_dir)
@@ -216,11 +213,6 @@ class RankingTask(Task):
     def export(self, run: Run, output: pathlib.Path, *, overwrite: bool = False, **options: Any) -> Any:
         from tf_attnrec.export.score import export_ranking_model
 
-        if options:
-            raise UnsupportedCommand(
-                f"{', '.join(sorted(options))} only apply to retrieval exports; {run.run_dir} is a ranking "
-                "run (it scores one candidate item per request). Drop the flag(s)."
-            )
         return export_ranking_model(run.model, output, vocabularies=run.artifacts["vocabularies"],
                                     overwrite=overwrite, **run.artifacts["item_tables"])
 

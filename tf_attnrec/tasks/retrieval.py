@@ -317,6 +317,7 @@ class RetrievalTask(Task):
     name = "retrieval"
     monitor = MONITOR
     training_defaults = {"eval_every": 2}
+    export_options = ("k", "index", "exclude_history", "max_length", "scann_options")
 
     def build_data(self, dataset: Dataset, model_config: Mapping[str, Any], options: Mapping[str, Any],
                    run: Optional[Run] = None) -> SequenceSplit:
@@ -347,9 +348,6 @@ class RetrievalTask(Task):
 
     def format_metrics(self, metrics: Mapping[str, Any], title: str) -> str:
         return format_metrics(metrics, title)
-
-    def save_artifacts(self, run_dir: pathlib.Path, data: SequenceSplit) -> None:
-        pass  # the item vocabulary is saved with the model
 
     def load_run(self, run_dir: pathlib.Path, config: dict) -> Run:
         model, vocabulary, _ = runs.load_model(run_dir)
