@@ -209,7 +209,7 @@ def example_features(
 
     Args:
         vocabularies: the run's `FeatureVocabularies`.
-        item_tables: `{"item_genres", "item_year"}` from `load_ranker`.
+        item_tables: `{"item_genres", "item_year"}` from `tf_attnrec.runs.load_feature_tables`.
         users: user metadata table (`Dataset.users`).
         user: raw user id.
         item_index: the candidate's item id (vocabulary index).
@@ -251,8 +251,8 @@ def explain_example(
 
     Args:
         model: a trained attention ranker with `attention_weights` (`din`, `bst`).
-        vocabularies: the run's `FeatureVocabularies` (from `load_ranker`).
-        item_tables: the run's `{"item_genres", "item_year"}` (from `load_ranker`).
+        vocabularies: the run's `FeatureVocabularies` (`tf_attnrec.runs.load_feature_tables`).
+        item_tables: the run's `{"item_genres", "item_year"}` (the same).
         data: the dataset the run was trained on (interactions and `users` metadata).
         user: raw user id, as in the dataset files (a digit string is accepted).
         item: raw item id of the candidate (a digit string is accepted).
@@ -277,7 +277,8 @@ def explain_example(
 
     Example:
         ```python
-        model, vocabularies, item_tables, _ = load_ranker("runs/din")
+        model, _, _ = tf_attnrec.runs.load_model("runs/din")
+        vocabularies, item_tables = tf_attnrec.runs.load_feature_tables("runs/din")
         data = load_dataset("ml-1m")
         explanation = explain_example(model, vocabularies, item_tables, data, user=1, item=50)
         explanation["probability"], explanation["weights"].argmax()

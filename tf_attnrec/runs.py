@@ -131,7 +131,10 @@ def read_run_config(run_dir: PathLike) -> dict:
     if (run_dir / CONFIG_FILE).is_file():  # saved by the library (train_*(run_dir=...)), not the CLI
         saved = json.loads((run_dir / CONFIG_FILE).read_text())
         return {"model": saved.get("extra", {}).get("model") or saved["config"].get("name")}
-    raise FileNotFoundError(f"{path} not found: {run_dir} is not a run directory written by `tf-attnrec train`.")
+    raise FileNotFoundError(
+        f"{run_dir} is not a run directory: it has neither {RUN_CONFIG_FILE} (written by `tf-attnrec train`) nor "
+        f"{CONFIG_FILE} (written by tf_attnrec.runs.save_model)."
+    )
 
 
 def write_items(items: Any, vocabulary: Vocabulary, run_dir: PathLike) -> int:
