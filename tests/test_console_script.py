@@ -1,6 +1,7 @@
 """The console script, for one model of every kind: train, evaluate, recommend, export, explain.
 
-Each command runs as a user runs it (`tf-attnrec ...` in a subprocess). The retrieval model
+Each of the five commands runs as a user runs it (`tf-attnrec ...` in a subprocess); the
+refusals of flags a kind of model cannot use run in-process through `cli.main`. The retrieval model
 trains on a user's own CSV log with custom column names; the ranking model on ML-100K with
 its side features. A command a kind of model cannot do must refuse in one line.
 """
@@ -25,6 +26,19 @@ def tf_attnrec(*argv: str) -> subprocess.CompletedProcess:
     command = [script] if script else [sys.executable, "-m", "tf_attnrec.cli"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([*command, *argv], capture_output=True, text=True, env=env, timeout=600)
+
+
+def in_process(*argv: str) -> subprocess.CompletedProcess:
+    """The same command through `cli.main` in this process (for refusals: no TF start-up cost)."""
+    import contextlib
+    import io
+
+    from tf_attnrec import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main(list(argv))
+    return subprocess.CompletedProcess(argv, status, out.getvalue(), err.getvalue())
 
 
 def ok(result: subprocess.CompletedProcess) -> str:
@@ -74,27 +88,29 @@ def test_retrieval_on_a_users_csv_log(log_csv, tmp_path):
     explained = ok(tf_attnrec("explain", str(run_dir), "--user", "1", "--output", str(tmp_path / "e.png")))
     assert "rank" in explained and (tmp_path / "e.png").read_bytes().startswith(b"\x89PNG")
 
-    refused(tf_attnrec("evaluate", str(run_dir), "--data", str(tmp_path / "gone.csv")), "gone.csv")
+    refused(in_process("evaluate", str(run_dir), "--data", str(tmp_path / "gone.csv")), "gone.csv")
 
 
 def test_ranking_on_ml100k_with_side_features(shared_data_dir, tmp_path):
+    config = tmp_path / "din.yaml"  # few examples per user: one pass takes seconds
+    config.write_text("model: din\nmodel_config: {max_length: 20, embedding_dim: 8}\n"
+                      "training: {epochs: 1, patience: null, train_positions_per_user: 2, num_negatives: 1}\n")
     run_dir = tmp_path / "din"
-    out = ok(tf_attnrec("train", "--model", "din", "--dataset", "ml-100k", "--data-dir", str(shared_data_dir),
-                        "--output", str(run_dir), "--epochs", "1", "--set", "embedding_dim=8",
-                        "--set", "max_length=20", "--quiet"))
+    out = ok(tf_attnrec("train", "--config", str(config), "--dataset", "ml-100k", "--data-dir", str(shared_data_dir),
+                        "--output", str(run_dir), "--quiet"))
     assert "din (ranking)" in out and "AUC" in out
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert 0.5 < test["auc"] <= 1
 
     evaluated = ok(tf_attnrec("evaluate", str(run_dir)))
     assert f"{test['auc']:.4f}" in evaluated
-    refused(tf_attnrec("evaluate", str(run_dir), "--protocol", "sampled"), "drop --protocol")
+    refused(in_process("evaluate", str(run_dir), "--protocol", "sampled"), "drop --protocol")
     refused(tf_attnrec("recommend", str(run_dir), "--history", "1,50"), "ranking model", "retrieval run")
 
     export = ok(tf_attnrec("export", str(run_dir), "--output", str(tmp_path / "serving" / "din" / "1")))
     assert "probability" in export and "'explain'" in export
-    refused(tf_attnrec("export", str(run_dir), "--output", str(tmp_path / "serving" / "din" / "2"), "-k", "5"),
-            "only apply to retrieval exports")
+    refused(in_process("export", str(run_dir), "--output", str(tmp_path / "serving" / "din" / "2"), "-k", "5"),
+            "-k only apply to retrieval exports")
 
     explained = ok(tf_attnrec("explain", str(run_dir), "--user", "1", "--item", "50",
                               "--output", str(tmp_path / "din.png")))
@@ -102,6 +118,6 @@ def test_ranking_on_ml100k_with_side_features(shared_data_dir, tmp_path):
 
 
 def test_a_model_whose_features_the_data_lacks_is_named(log_csv, tmp_path):
-    err = refused(tf_attnrec("train", "--data", str(log_csv), "--user-col", "u", "--item-col", "i", "--model", "din",
+    err = refused(in_process("train", "--data", str(log_csv), "--user-col", "u", "--item-col", "i", "--model", "din",
                              "--output", str(tmp_path / "din"), "--epochs", "1"))
     assert "genres" in err and "gender" in err, err

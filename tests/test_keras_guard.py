@@ -22,11 +22,15 @@ def test_import_selects_keras_2_and_tfrs_works():
         "assert os.environ['TF_USE_LEGACY_KERAS'] == '1'\n"
         "print(tf.keras.__name__)\n"
         "print(isinstance(tfrs.tasks.Retrieval(), tf.keras.layers.Layer))\n"
+        # `import tf_attnrec` alone registers every family, ranking ones included.
+        "sizes = {'item': 10, 'genre': 5, 'year': 5, 'gender': 4, 'age': 4, 'occupation': 4}\n"
+        "print(type(tf_attnrec.create_model('din', vocab_size=10, feature_sizes=sizes)).__name__)\n"
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.split()
     assert lines[0].startswith("tf_keras"), lines
     assert lines[1] == "True"
+    assert lines[2] == "DIN"
 
 
 def test_import_after_keras_3_raises_actionable_error():

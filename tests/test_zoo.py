@@ -67,10 +67,12 @@ def serving_request(signature) -> dict:
 FRESH_PROCESS = """
 import json, sys
 import tensorflow as tf
-case = json.loads(sys.stdin.read())
-served = tf.saved_model.load(case["export_dir"]).signatures["serving_default"]
-outputs = served(**{key: tf.constant(value) for key, value in case["request"].items()})
-print(json.dumps({key: value.numpy().tolist() for key, value in outputs.items()}, default=lambda b: b.decode()))
+answers = {}
+for name, case in json.loads(sys.stdin.read()).items():
+    served = tf.saved_model.load(case["export_dir"]).signatures["serving_default"]
+    outputs = served(**{key: tf.constant(value) for key, value in case["request"].items()})
+    answers[name] = {key: value.numpy().tolist() for key, value in outputs.items()}
+print(json.dumps(answers, default=lambda b: b.decode()))
 """
 
 
@@ -79,63 +81,70 @@ def dataset() -> Dataset:
     return tiny_dataset()
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_every_registered_model_end_to_end(name, dataset, tmp_path):
+def check_model(name: str, dataset: Dataset, folder: pathlib.Path) -> dict:
+    """Build, fit one pass, round-trip the config, save / reload, export; returns the export case."""
     spec = get_model_spec(name)
     task = get_task(spec.task)
     data = task.build_data(dataset, dict(spec.tiny), DATA_OPTIONS.get(spec.task, {}))
     model = task.build_model(spec, data, dict(spec.tiny))
 
-    # One pass of the shared training loop, saved as a run directory.
-    # One batch holds all the tiny data: the train step is traced once.
-    result = task.fit(model, data, epochs=1, batch_size=256, run_dir=tmp_path / "run",
-                      extra_config={"model": name}, verbose=0)
+    # One pass of the shared training loop (one batch holds all the tiny data, so the train
+    # step is traced once), saved as a run directory.
+    result = task.fit(model, data, epochs=1, batch_size=256, run_dir=folder / "run", extra_config={"model": name},
+                      verbose=0)
     if model.requires_training:
         losses = result.history["loss"]
-        assert len(losses) == 1 and np.isfinite(losses[0]) and losses[0] > 0
-        assert (tmp_path / "run" / "logs").is_dir(), "TensorBoard logs belong in the run directory"
+        assert len(losses) == 1 and np.isfinite(losses[0]) and losses[0] > 0, (name, losses)
+        assert (folder / "run" / "logs").is_dir(), f"{name}: TensorBoard logs belong in the run directory"
     else:
-        assert result.fit is None and np.asarray(model.item_counts).sum() > 0
-
-    # Export, and reload it in a fresh process (started now, checked at the end).
-    run = task.load_run(tmp_path / "run", {"model": name})
-    export_dir = tmp_path / "serving" / name / "1"
-    task.export(run, export_dir)
-    served = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
-    request = serving_request(served)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_USE_LEGACY_KERAS", None)  # nothing of Keras, TFRS or tf_attnrec is needed
-    fresh = subprocess.Popen([sys.executable, "-c", FRESH_PROCESS], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    fresh.stdin.write(json.dumps({"export_dir": str(export_dir), "request": request}))
-    fresh.stdin.close()
+        assert result.fit is None and np.asarray(model.item_counts).sum() > 0, name
 
     # get_config round trip: same config, same variables.
     config = model.get_config()
     clone = type(model).from_config(config)
-    assert clone.get_config() == config
+    assert clone.get_config() == config, name
     clone.build_variables()
-    assert [w.shape for w in clone.weights] == [w.shape for w in model.weights]
+    assert [w.shape for w in clone.weights] == [w.shape for w in model.weights], name
 
     # The saved run reloads with identical evaluation, equal to what metrics.json holds.
+    run = task.load_run(folder / "run", {"model": name})
     original = task.evaluate(model, data, "test")
     numeric = {k: v for k, v in original.items() if isinstance(v, float)}
-    assert numeric, original
+    assert numeric, (name, original)
     reloaded = task.evaluate(run.model, data, "test")
-    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
+    saved = json.loads((folder / "run" / "metrics.json").read_text())["test"]
     for key, value in numeric.items():
-        assert reloaded[key] == pytest.approx(value, abs=1e-6), key
-        assert saved[key] == pytest.approx(value, abs=1e-6), key
+        assert reloaded[key] == pytest.approx(value, abs=1e-6), (name, key)
+        assert saved[key] == pytest.approx(value, abs=1e-6), (name, key)
 
-    # The fresh process serves exactly what this process serves.
+    # Export; what it serves here is what the fresh process must serve.
+    export_dir = folder / "serving" / name / "1"
+    task.export(run, export_dir)
+    served = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    request = serving_request(served)
     expected = {key: value.numpy().tolist() for key, value in
                 served(**{key: tf.constant(value) for key, value in request.items()}).items()}
-    assert fresh.wait(timeout=300) == 0, fresh.stderr.read()[-3000:]
-    answer = json.loads(fresh.stdout.read().strip().splitlines()[-1])
-    assert set(answer) == set(expected)
-    for key, value in expected.items():
-        if isinstance(np.asarray(value).flat[0], bytes):
-            assert answer[key] == [[v.decode() for v in row] for row in value], key
-        else:
-            np.testing.assert_allclose(answer[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
-            assert np.isfinite(np.asarray(answer[key], dtype=float)).all(), key
+    return {"export_dir": str(export_dir), "request": request, "expected": expected}
+
+
+@pytest.mark.parametrize("task_name", ["retrieval", "ranking"])
+def test_every_registered_model_end_to_end(task_name, dataset, tmp_path):
+    """Every model of one task; their exports then reload together in one fresh process."""
+    names = list_models(task=task_name)
+    assert names
+    cases = {name: check_model(name, dataset, tmp_path / name) for name in names}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_USE_LEGACY_KERAS", None)  # nothing of Keras, TFRS or tf_attnrec is needed
+    fresh = subprocess.run([sys.executable, "-c", FRESH_PROCESS], capture_output=True, text=True, env=env,
+                           timeout=600, input=json.dumps({n: {k: c[k] for k in ("export_dir", "request")}
+                                                          for n, c in cases.items()}))
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    answers = json.loads(fresh.stdout.strip().splitlines()[-1])
+    assert set(answers) == set(names)
+    for name, case in cases.items():
+        for key, value in case["expected"].items():
+            if isinstance(np.asarray(value).flat[0], bytes):
+                assert answers[name][key] == [[v.decode() for v in row] for row in value], (name, key)
+            else:
+                np.testing.assert_allclose(answers[name][key], value, rtol=1e-5, atol=1e-6, err_msg=f"{name} {key}")
+                assert np.isfinite(np.asarray(answers[name][key], dtype=float)).all(), (name, key)
