@@ -22,10 +22,21 @@ pytestmark = pytest.mark.slow
 
 
 def tf_attnrec(*argv: str) -> subprocess.CompletedProcess:
+    return concurrently(argv)[0]
+
+
+def concurrently(*commands: tuple) -> list:
+    """Runs `tf-attnrec` commands side by side (each pays TensorFlow's start-up); their results."""
     script = shutil.which("tf-attnrec")
-    command = [script] if script else [sys.executable, "-m", "tf_attnrec.cli"]
+    prefix = [script] if script else [sys.executable, "-m", "tf_attnrec.cli"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([*command, *argv], capture_output=True, text=True, env=env, timeout=600)
+    processes = [subprocess.Popen([*prefix, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env) for argv in commands]
+    results = []
+    for argv, process in zip(commands, processes):
+        out, err = process.communicate(timeout=600)
+        results.append(subprocess.CompletedProcess(argv, process.returncode, out, err))
+    return results
 
 
 def in_process(*argv: str) -> subprocess.CompletedProcess:
@@ -73,20 +84,21 @@ def test_retrieval_on_a_users_csv_log(log_csv, tmp_path):
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert test["num_users"] == 300 and 0 <= test["ndcg@10"] <= test["hr@10"] <= 1
 
-    # evaluate reloads the recorded CSV: same numbers.
+    # The four commands on the saved run are independent: run them side by side.
     again = tmp_path / "again.json"
-    ok(tf_attnrec("evaluate", str(run_dir), "--output", str(again)))
+    evaluated, recommended, export, explained = concurrently(
+        ("evaluate", str(run_dir), "--output", str(again)),
+        ("recommend", str(run_dir), "--history", "1,50,181", "-k", "5", "--format", "json"),
+        ("export", str(run_dir), "--output", str(tmp_path / "serving" / "sasrec" / "1"), "-k", "5"),
+        ("explain", str(run_dir), "--user", "1", "--output", str(tmp_path / "e.png")),
+    )
+    ok(evaluated)  # evaluate reloads the recorded CSV: same numbers
     assert json.loads(again.read_text())["ndcg@10"] == pytest.approx(test["ndcg@10"], abs=1e-6)
-
-    recommended = json.loads(ok(tf_attnrec("recommend", str(run_dir), "--history", "1,50,181", "-k", "5",
-                                           "--format", "json")))["recommendations"]
+    recommended = json.loads(ok(recommended))["recommendations"]
     assert len(recommended) == 5 and not {1, 50, 181} & {row["item_id"] for row in recommended}
-
-    export = ok(tf_attnrec("export", str(run_dir), "--output", str(tmp_path / "serving" / "sasrec" / "1"), "-k", "5"))
+    export = ok(export)
     assert "serving_default" in export and "item_ids" in export and "k=5" in export
-
-    explained = ok(tf_attnrec("explain", str(run_dir), "--user", "1", "--output", str(tmp_path / "e.png")))
-    assert "rank" in explained and (tmp_path / "e.png").read_bytes().startswith(b"\x89PNG")
+    assert "rank" in ok(explained) and (tmp_path / "e.png").read_bytes().startswith(b"\x89PNG")
 
     refused(in_process("evaluate", str(run_dir), "--data", str(tmp_path / "gone.csv")), "gone.csv")
 
@@ -102,19 +114,20 @@ def test_ranking_on_ml100k_with_side_features(shared_data_dir, tmp_path):
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert 0.5 < test["auc"] <= 1
 
-    evaluated = ok(tf_attnrec("evaluate", str(run_dir)))
-    assert f"{test['auc']:.4f}" in evaluated
-    refused(in_process("evaluate", str(run_dir), "--protocol", "sampled"), "drop --protocol")
-    refused(tf_attnrec("recommend", str(run_dir), "--history", "1,50"), "ranking model", "retrieval run")
-
-    export = ok(tf_attnrec("export", str(run_dir), "--output", str(tmp_path / "serving" / "din" / "1")))
+    evaluated, recommended, export, explained = concurrently(
+        ("evaluate", str(run_dir)),
+        ("recommend", str(run_dir), "--history", "1,50"),
+        ("export", str(run_dir), "--output", str(tmp_path / "serving" / "din" / "1")),
+        ("explain", str(run_dir), "--user", "1", "--item", "50", "--output", str(tmp_path / "din.png")),
+    )
+    assert f"{test['auc']:.4f}" in ok(evaluated)
+    refused(recommended, "ranking model", "retrieval run")
+    export = ok(export)
     assert "probability" in export and "'explain'" in export
+    assert "probability" in ok(explained) and (tmp_path / "din.png").is_file()
+    refused(in_process("evaluate", str(run_dir), "--protocol", "sampled"), "drop --protocol")
     refused(in_process("export", str(run_dir), "--output", str(tmp_path / "serving" / "din" / "2"), "-k", "5"),
             "-k only apply to retrieval exports")
-
-    explained = ok(tf_attnrec("explain", str(run_dir), "--user", "1", "--item", "50",
-                              "--output", str(tmp_path / "din.png")))
-    assert "probability" in explained and (tmp_path / "din.png").is_file()
 
 
 def test_a_model_whose_features_the_data_lacks_is_named(log_csv, tmp_path):
