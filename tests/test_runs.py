@@ -59,7 +59,5 @@ def test_load_names_the_missing_file(tiny_ml1m, tmp_path):
 
 def test_save_rejects_tables_of_another_vocabulary(tiny_ml1m, tmp_path):
     data = tiny_ml1m
-    model = create_model("dcn", vocab_size=data.vocabularies.item.size,
-                         feature_sizes=data.vocabularies.sizes(), max_length=10, embedding_dim=4, hidden_units=(8,))
     with pytest.raises(ValueError, match="item tables"):
         runs.save_feature_tables(tmp_path, data.vocabularies, data.item_genres[:-1], data.item_year)

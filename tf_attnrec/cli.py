@@ -198,15 +198,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.stopped_by == "time_limit":
         print(f"\nStopped by --time-limit {args.time_limit:g} min (best weights kept).")
     print(task.format_metrics(result.validation, f"\nvalidation (best weights{best})"))
-    print(task.format_metrics(test, f"\ntest ({_protocol_text(task, 'full')})"))
+    print(task.format_metrics(test, f"\ntest ({task.describe_protocol('full')})"))
     print(f"\nSaved the model and metrics to {run_dir} ({runs.METRICS_FILE}).")
     return 0
-
-
-def _protocol_text(task: Any, protocol: str, num_negatives: int = 100) -> str:
-    if task.name == "ranking":
-        return "click examples: the held-out item and sampled never-seen items"
-    return "full catalogue, seen items excluded" if protocol == "full" else f"{num_negatives} sampled negatives"
 
 
 def _load_run(run_dir: pathlib.Path) -> tuple[Any, Any]:
@@ -251,7 +245,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = _task_data(task, run, args)
     metrics = task.evaluate(run.model, data, args.stage, protocol=args.protocol, ks=tuple(args.ks),
                             num_negatives=args.num_negatives)
-    print(task.format_metrics(metrics, f"{args.stage} ({_protocol_text(task, args.protocol, args.num_negatives)}) of {run_dir}"))
+    print(task.format_metrics(metrics, f"{args.stage} ({task.describe_protocol(args.protocol, args.num_negatives)}) of {run_dir}"))
     if args.output:
         pathlib.Path(args.output).write_text(json.dumps(metrics, indent=2, default=float))
         print(f"Wrote {args.output}.")

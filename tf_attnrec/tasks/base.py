@@ -171,6 +171,10 @@ class Task(abc.ABC):
     def format_metrics(self, metrics: Mapping[str, Any], title: str) -> str:
         """A metrics dict as a printable table."""
 
+    @abc.abstractmethod
+    def describe_protocol(self, protocol: str = "full", num_negatives: int = 100) -> str:
+        """What the evaluated examples are, for a table's title."""
+
     # ------------------------------------------------------------------ saved runs
     @abc.abstractmethod
     def load_run(self, run_dir: pathlib.Path, config: dict) -> Run:

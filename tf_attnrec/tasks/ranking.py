@@ -205,6 +205,9 @@ class RankingTask(Task):
     def format_metrics(self, metrics: Mapping[str, Any], title: str) -> str:
         return format_ctr_metrics(metrics, title)
 
+    def describe_protocol(self, protocol: str = "full", num_negatives: int = 100) -> str:
+        return "click examples: the held-out item and sampled never-seen items"
+
     def load_run(self, run_dir: pathlib.Path, config: dict) -> Run:
         model, _, _ = runs.load_model(run_dir)
         vocabularies, item_tables = runs.load_feature_tables(run_dir)

@@ -349,6 +349,9 @@ class RetrievalTask(Task):
     def format_metrics(self, metrics: Mapping[str, Any], title: str) -> str:
         return format_metrics(metrics, title)
 
+    def describe_protocol(self, protocol: str = "full", num_negatives: int = 100) -> str:
+        return "full catalogue, seen items excluded" if protocol == "full" else f"{num_negatives} sampled negatives"
+
     def load_run(self, run_dir: pathlib.Path, config: dict) -> Run:
         model, vocabulary, _ = runs.load_model(run_dir)
         if vocabulary is None:
