@@ -43,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_attnrec.data.dataset import Dataset
-from tf_attnrec.data.splits import SequenceSplit, leave_one_out_split
+from tf_attnrec.data.splits import SequenceSplit, split_for
 from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
 from tf_attnrec.data import schema
 from tf_attnrec.data.features import FeatureVocabularies
@@ -120,20 +120,6 @@ def _python(value: Any) -> Any:
 
 def _examples(values: np.ndarray, count: int = 3) -> str:
     return ", ".join(str(v) for v in np.asarray(values)[:count])
-
-
-def split_for(data: Dataset, item_vocabulary: Vocabulary) -> SequenceSplit:
-    """The leave-one-out split of `data` with the run's item ids (checked to be the same data).
-
-    Raises:
-        ValueError: `data` does not hold the items the run was trained on.
-    """
-    if Vocabulary.from_ids(data.interactions["item_id"]) != item_vocabulary:
-        raise ValueError(
-            f"the {data.name or 'dataset'} data read from {data.source or 'memory'} does not have the "
-            "items the run was trained on; pass --data-dir with the data used for training."
-        )
-    return leave_one_out_split(data.interactions, vocabulary=item_vocabulary)
 
 
 def history_at_test_time(split: SequenceSplit, user: Any) -> tuple[int, np.ndarray]:

@@ -12,6 +12,7 @@ from typing import Literal, NamedTuple, Optional, Union
 import numpy as np
 import pandas as pd
 
+from tf_attnrec.data.dataset import Dataset
 from tf_attnrec.data.vocabulary import Vocabulary
 
 ShortUsers = Literal["train_only", "drop", "error"]
@@ -337,3 +338,17 @@ def temporal_split(
             f"timestamps range from {times.min()} to {times.max()}."
         )
     return TemporalSplit(train, validation, test, test_start, validation_start)
+
+
+def split_for(data: Dataset, item_vocabulary: Vocabulary) -> SequenceSplit:
+    """The leave-one-out split of `data` with the run's item ids (checked to be the same data).
+
+    Raises:
+        ValueError: `data` does not hold the items the run was trained on.
+    """
+    if Vocabulary.from_ids(data.interactions["item_id"]) != item_vocabulary:
+        raise ValueError(
+            f"the {data.name or 'dataset'} data read from {data.source or 'memory'} does not have the "
+            "items the run was trained on; pass the --data-dir or --data used for training."
+        )
+    return leave_one_out_split(data.interactions, vocabulary=item_vocabulary)

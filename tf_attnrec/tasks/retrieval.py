@@ -19,7 +19,7 @@ import tensorflow as tf
 from tf_attnrec import runs
 from tf_attnrec.data.dataset import Dataset
 from tf_attnrec.data.pipelines import next_item_dataset, pad_sequences
-from tf_attnrec.data.splits import SequenceSplit, leave_one_out_split
+from tf_attnrec.data.splits import SequenceSplit, leave_one_out_split, split_for
 from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
 from tf_attnrec.evaluation.beyond_accuracy import beyond_accuracy_metrics, item_popularity
 from tf_attnrec.evaluation.ranking import full_catalogue_evaluate, sampled_evaluate
@@ -321,13 +321,9 @@ class RetrievalTask(Task):
 
     def build_data(self, dataset: Dataset, model_config: Mapping[str, Any], options: Mapping[str, Any],
                    run: Optional[Run] = None) -> SequenceSplit:
-        vocabulary = run.artifacts.get("vocabulary") if run is not None else None
-        if vocabulary is not None and Vocabulary.from_ids(dataset.interactions["item_id"]) != vocabulary:
-            raise ValueError(
-                f"the {dataset.name or 'dataset'} data read from {dataset.source} does not have the items the run "
-                "was trained on; pass --data-dir (or the --data file) used for training."
-            )
-        return leave_one_out_split(dataset.interactions, vocabulary=vocabulary)
+        if run is None:
+            return leave_one_out_split(dataset.interactions)
+        return split_for(dataset, run.artifacts["vocabulary"])
 
     def item_vocabulary(self, data: Any) -> Any:
         return data.vocabulary
