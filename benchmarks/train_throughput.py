@@ -55,6 +55,7 @@ import tensorflow as tf  # noqa: E402
 from tf_attnrec.data import leave_one_out_split, load_dataset, next_item_dataset  # noqa: E402
 from tf_attnrec.models.registry import create_model, get_model_spec  # noqa: E402
 from tf_attnrec.tasks import get_task  # noqa: E402
+from tf_attnrec.training import compile_for_training  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
@@ -130,7 +131,7 @@ def measure(name: str, config: dict, split, steps: int, warmup: int, jit: bool, 
     tf.keras.utils.set_random_seed(seed)
     model = create_model("sasrec", vocab_size=split.vocabulary.size, **config["model_config"])
     model.adapt(split.train)
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), jit_compile=jit)
+    compile_for_training(model, learning_rate, jit_compile=jit)
     dataset = next_item_dataset(split.train, max_length=model_config["max_length"], batch_size=batch_size,
                                 shuffle=True, seed=seed, drop_remainder=jit)
     steps_per_epoch = int(dataset.cardinality().numpy())

@@ -9,12 +9,21 @@ import types
 
 import pytest
 
-import tf_attnrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
-
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(
     os.environ.get("TF_ATTNREC_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")
 )
+
+
+def pytest_configure(config):
+    """Imports tf_attnrec, which selects Keras 2, before any test module imports TensorFlow.
+
+    Not in the pytest-xdist controller: it runs no test, and TensorFlow's import would cost it
+    about 9 s of CPU while the workers start.
+    """
+    is_xdist_controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+    if not is_xdist_controller:
+        import tf_attnrec  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +37,21 @@ def shared_data_dir() -> pathlib.Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def fresh_tensorflow():
+    """A TensorFlow-only interpreter, started once per test worker (see tests/fresh_process.py)."""
+    from tests.fresh_process import FreshTensorFlow
+
+    process = FreshTensorFlow()
+    yield process
+    process.close()
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first, so that no worker is left running one alone at the end of the suite."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def load_benchmark(name: str) -> types.ModuleType:
     """Imports `benchmarks/<name>.py` (a script folder, not a package) as a module."""
     spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
@@ -36,4 +60,16 @@ def load_benchmark(name: str) -> types.ModuleType:
     return module
 
 
-from tests.ranking_data import synthetic_test, synthetic_train  # noqa: E402,F401  (shared fixtures)
+@pytest.fixture(scope="session")
+def synthetic_train() -> dict:
+    """Synthetic click examples whose label needs the history x candidate interaction."""
+    from tests.ranking_data import as_int32, synthetic_examples
+
+    return as_int32(synthetic_examples(3072, seed=1))
+
+
+@pytest.fixture(scope="session")
+def synthetic_test() -> dict:
+    from tests.ranking_data import as_int32, synthetic_examples
+
+    return as_int32(synthetic_examples(512, seed=2))

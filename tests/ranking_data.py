@@ -1,9 +1,8 @@
-"""Synthetic click data whose label needs the history x candidate interaction, and ML-1M."""
+"""Synthetic click data whose label needs the history x candidate interaction (fixtures: conftest)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import tf_attnrec  # noqa: F401  (Keras 2 before TensorFlow)
 from tf_attnrec.data import schema
@@ -55,12 +54,3 @@ def synthetic_examples(num_examples: int, seed: int) -> dict:
 def as_int32(features: dict) -> dict:
     return {k: v.astype(np.float32 if k == schema.LABEL else np.int32) for k, v in features.items()}
 
-
-@pytest.fixture(scope="session")
-def synthetic_train() -> dict:
-    return as_int32(synthetic_examples(3072, seed=1))
-
-
-@pytest.fixture(scope="session")
-def synthetic_test() -> dict:
-    return as_int32(synthetic_examples(512, seed=2))

@@ -5,11 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import pathlib
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,7 +18,7 @@ from tf_attnrec.models.registry import get_model_spec, list_models
 from tf_attnrec.tasks import get_task
 from tf_attnrec.runs import load_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(__name__)]  # one worker builds the module's fixtures
 
 TINY = ["--epochs", "1", "--eval-every", "1", "--max-length", "20", "--set", "hidden_dim=16",
         "--set", "num_blocks=1", "--seed", "0"]
@@ -203,22 +199,15 @@ def test_bad_flags_exit_2_with_usage(capsys):
     assert "--epochs: expected a positive integer, got 'zero'" in capsys.readouterr().err
 
 
-def test_console_script_reports_a_malformed_file_without_traceback(tmp_path):
+def test_a_malformed_file_is_one_line_naming_file_and_line(tmp_path, capsys):
+    """The error the console script prints (it is `cli.main`; tests/test_console_script.py)."""
     folder = tmp_path / "ml-100k"
     folder.mkdir()
     (folder / "u.data").write_text("196\t242\t3\t881250949\n186\tabc\t3\t891717742\n")
-    script = shutil.which("tf-attnrec")
-    command = [script] if script else [sys.executable, "-m", "tf_attnrec.cli"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [*command, "train", "--dataset", "ml-100k", "--data-dir", str(tmp_path), "--no-download",
-         "--output", str(tmp_path / "run")],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("tf-attnrec train: error:") and "u.data" in last and "line 2" in last
+    status, _, err = _run(["train", "--dataset", "ml-100k", "--data-dir", str(tmp_path), "--no-download",
+                           "--output", str(tmp_path / "run")], capsys)
+    assert status == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("tf-attnrec train: error:") and "u.data" in err and "line 2" in err
 
 
 def test_export_serves_the_same_top_k_as_recommend(trained_run, tmp_path, capsys):

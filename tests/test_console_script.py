@@ -1,7 +1,8 @@
 """The console script, for one model of every kind: train, evaluate, recommend, export, explain.
 
 Each of the five commands runs as a user runs it (`tf-attnrec ...` in a subprocess); the
-refusals of flags a kind of model cannot use run in-process through `cli.main`. The retrieval model
+refusals (a flag or a command that a kind of model cannot use) run in-process through
+`cli.main`, which is what the console script calls. The retrieval model
 trains on a user's own CSV log with custom column names; the ranking model on ML-100K with
 its side features. A command a kind of model cannot do must refuse in one line.
 """
@@ -114,14 +115,13 @@ def test_ranking_on_ml100k_with_side_features(shared_data_dir, tmp_path):
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert 0.5 < test["auc"] <= 1
 
-    evaluated, recommended, export, explained = concurrently(
+    evaluated, export, explained = concurrently(
         ("evaluate", str(run_dir)),
-        ("recommend", str(run_dir), "--history", "1,50"),
         ("export", str(run_dir), "--output", str(tmp_path / "serving" / "din" / "1")),
         ("explain", str(run_dir), "--user", "1", "--item", "50", "--output", str(tmp_path / "din.png")),
     )
     assert f"{test['auc']:.4f}" in ok(evaluated)
-    refused(recommended, "ranking model", "retrieval run")
+    refused(in_process("recommend", str(run_dir), "--history", "1,50"), "ranking model", "retrieval run")
     export = ok(export)
     assert "probability" in export and "'explain'" in export
     assert "probability" in ok(explained) and (tmp_path / "din.png").is_file()

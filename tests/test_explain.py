@@ -20,7 +20,7 @@ from tf_attnrec import explain, runs
 from tf_attnrec.data import schema
 from tf_attnrec.data.ranking_examples import build_ranking_data
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(__name__)]  # one worker builds the module's fixtures
 
 MAX_LENGTH = 30
 SHORT_USER = 19  # 20 ratings in ML-100K: 19 history items before the test item, 11 padded slots

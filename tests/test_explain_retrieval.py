@@ -22,6 +22,8 @@ from tf_attnrec.models.mean_pooling import MeanPoolingEncoder
 from tf_attnrec.models.sasrec import SASRecEncoder
 from tf_attnrec.models.sequential_retrieval import SequentialRetrievalModel
 
+pytestmark = [pytest.mark.xdist_group(__name__)]  # one worker builds the module's fixtures
+
 MAX_LENGTH = 6
 VOCAB_SIZE = 20
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

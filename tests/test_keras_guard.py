@@ -6,6 +6,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+
+pytestmark = pytest.mark.slow  # each test starts a Python process
+
 
 def _run(code: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}

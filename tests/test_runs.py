@@ -13,6 +13,8 @@ from tf_attnrec.data.ranking_examples import build_ranking_data
 from tf_attnrec import runs
 from tf_attnrec.tasks.ranking import predict_ranker, train_ranker
 
+pytestmark = [pytest.mark.xdist_group(__name__)]  # one worker builds the module's fixtures
+
 
 @pytest.fixture(scope="module")
 def tiny_ml1m(shared_data_dir):

@@ -60,3 +60,28 @@ def test_plateau_needs_patience_above_it():
     train = next_item_dataset(tiny_sequences(), MAX_LENGTH, batch_size=64, seed=0)
     with pytest.raises(ValueError, match="reduce_lr_patience"):
         fit_model(_model(), train, monitor="val_score", patience=3, reduce_lr_patience=3)
+
+
+@pytest.mark.parametrize("name", ["mean_pooling", "attention_pooling"])
+def test_the_train_step_is_traced_once(name):
+    """Variables and Adam's slots exist before the first step, so tf.function need not retrace."""
+    tf.keras.utils.set_random_seed(0)
+    model = create_model(name, vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, embedding_dim=8)
+    # Full batches only: a smaller last batch would be a second input shape, so a second trace.
+    train = next_item_dataset(tiny_sequences(), MAX_LENGTH, batch_size=8, seed=0, drop_remainder=True)
+    fit_model(model, train, monitor="loss", epochs=2, patience=None)
+    assert model.optimizer.variables and model.train_function.experimental_get_tracing_count() == 1
+
+
+def test_the_package_is_not_rewritten_by_autograph_inside_traced_functions():
+    """Layer calls and losses run as written, unconverted (tf_attnrec/_autograph.py)."""
+    from tensorflow.python.autograph.impl import conversion
+
+    from tf_attnrec._autograph import skip_autograph_for
+    from tf_attnrec.layers.attention import ScaledDotProductAttention
+
+    assert conversion.is_allowlisted(ScaledDotProductAttention.call)
+    assert skip_autograph_for("tf_attnrec")  # a second call adds no second rule
+    from tensorflow.python.autograph.core import config
+    assert sum("tf_attnrec" in str(rule) for rule in config.CONVERSION_RULES) == 1
+

@@ -10,10 +10,7 @@ family is tested by registering it.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -23,6 +20,8 @@ import tensorflow as tf
 from tf_attnrec.data.dataset import Dataset
 from tf_attnrec.models.registry import get_model_spec, list_models
 from tf_attnrec.tasks import get_task
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fresh_tensorflow")]  # one worker starts the fresh TF process
 
 NUM_USERS, NUM_ITEMS = 24, 30
 DATA_OPTIONS = {"ranking": {"train_positions_per_user": 3, "num_negatives": 1}}
@@ -62,18 +61,6 @@ def serving_request(signature) -> dict:
             request[spec.name] = {"item_id": ["103", "999999"], "user_id": ["1", "2"], "gender": ["F", "X"],
                                   "age": ["25", "18"], "occupation": ["3", "77"]}[spec.name]
     return request
-
-
-FRESH_PROCESS = """
-import json, sys
-import tensorflow as tf
-answers = {}
-for name, case in json.loads(sys.stdin.read()).items():
-    served = tf.saved_model.load(case["export_dir"]).signatures["serving_default"]
-    outputs = served(**{key: tf.constant(value) for key, value in case["request"].items()})
-    answers[name] = {key: value.numpy().tolist() for key, value in outputs.items()}
-print(json.dumps(answers, default=lambda b: b.decode()))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -128,23 +115,17 @@ def check_model(name: str, dataset: Dataset, folder: pathlib.Path) -> dict:
 
 
 @pytest.mark.parametrize("task_name", ["retrieval", "ranking"])
-def test_every_registered_model_end_to_end(task_name, dataset, tmp_path):
-    """Every model of one task; their exports then reload together in one fresh process."""
+def test_every_registered_model_end_to_end(task_name, dataset, tmp_path, fresh_tensorflow):
+    """Every model of one task; each export then reloads in a TensorFlow-only process."""
     names = list_models(task=task_name)
     assert names
-    cases = {name: check_model(name, dataset, tmp_path / name) for name in names}
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_USE_LEGACY_KERAS", None)  # nothing of Keras, TFRS or tf_attnrec is needed
-    fresh = subprocess.run([sys.executable, "-c", FRESH_PROCESS], capture_output=True, text=True, env=env,
-                           timeout=600, input=json.dumps({n: {k: c[k] for k in ("export_dir", "request")}
-                                                          for n, c in cases.items()}))
-    assert fresh.returncode == 0, fresh.stderr[-3000:]
-    answers = json.loads(fresh.stdout.strip().splitlines()[-1])
-    assert set(answers) == set(names)
-    for name, case in cases.items():
+    for name in names:
+        case = check_model(name, dataset, tmp_path / name)
+        answers = fresh_tensorflow.serve(case["export_dir"], case["request"])["serving_default"]
+        assert set(answers) == set(case["expected"]), name
         for key, value in case["expected"].items():
             if isinstance(np.asarray(value).flat[0], bytes):
-                assert answers[name][key] == [[v.decode() for v in row] for row in value], (name, key)
+                assert answers[key].tolist() == [[v.decode() for v in row] for row in value], (name, key)
             else:
-                np.testing.assert_allclose(answers[name][key], value, rtol=1e-5, atol=1e-6, err_msg=f"{name} {key}")
-                assert np.isfinite(np.asarray(answers[name][key], dtype=float)).all(), (name, key)
+                np.testing.assert_allclose(answers[key], value, rtol=1e-5, atol=1e-6, err_msg=f"{name} {key}")
+                assert np.isfinite(answers[key].astype(float)).all(), (name, key)

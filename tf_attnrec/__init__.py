@@ -15,6 +15,10 @@ from tf_attnrec._keras_guard import ensure_legacy_keras as _ensure_legacy_keras 
 
 _ensure_legacy_keras()
 
+from tf_attnrec._autograph import skip_autograph_for as _skip_autograph_for  # noqa: E402
+
+_skip_autograph_for(__name__)
+
 from tf_attnrec import models as _models  # noqa: E402,F401  (registers every family)
 from tf_attnrec.models.registry import create_model, get_model_spec, list_models  # noqa: E402
 from tf_attnrec.runs import load_model, save_model  # noqa: E402

@@ -106,6 +106,21 @@ class FitResult:
         }
 
 
+def compile_for_training(model: tf.keras.Model, learning_rate: float = 1e-3, jit_compile: bool = False) -> None:
+    """Compiles `model` with Adam, creating the model's variables and Adam's slots up front.
+
+    `tf.function` traces a function twice when its first trace creates variables (once with
+    creation allowed, then again without), and Adam creates its slots lazily in the first
+    step. Creating them here halves the train step's tracing (and XLA compilation): seconds
+    at every start of `fit`.
+    """
+    optimizer = tf.keras.optimizers.Adam(learning_rate)
+    model.compile(optimizer=optimizer, jit_compile=jit_compile)
+    if not model.built and hasattr(model, "build_variables"):
+        model.build_variables()
+    optimizer.build(model.trainable_variables)
+
+
 def fit_model(
     model: tf.keras.Model,
     train: tf.data.Dataset,
@@ -170,7 +185,7 @@ def fit_model(
             "patience or lower reduce_lr_patience."
         )
     eval_every = max(1, int(eval_every))
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
+    compile_for_training(model, learning_rate, jit_compile)
     all_callbacks: list = [EpochLog(), *validation_callbacks]
     early_stopping = None
     if patience is not None:
@@ -227,4 +242,4 @@ def fit_model(
     )
 
 
-__all__ = ["EpochLog", "FitResult", "TimeLimit", "fit_model"]
+__all__ = ["EpochLog", "FitResult", "TimeLimit", "compile_for_training", "fit_model"]

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,28 +18,10 @@ from tf_attnrec.export.score import SERVING_INPUTS, export_ranking_model
 from tf_attnrec.data.ranking_examples import build_ranking_data
 from tf_attnrec.tasks.ranking import train_ranker
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fresh_tensorflow")]  # one worker: its fixtures and one fresh TF process
+
 MAX_LENGTH = 10
 ROWS = np.arange(0, 200, 7)  # real test examples (positives and negatives of several users)
-
-# Runs in a fresh interpreter that imports nothing but TensorFlow, with the environment of a
-# plain install (no TF_USE_LEGACY_KERAS).
-_FRESH_PROCESS_SCRIPT = r"""
-import json, sys
-import tensorflow as tf
-requests = json.loads(sys.stdin.read())
-answers = {}
-for export_dir, request in requests.items():
-    signatures = tf.saved_model.load(export_dir).signatures
-    inputs = {key: tf.constant(value, tf.string) for key, value in request.items()}
-    answers[export_dir] = {
-        name: {key: value.numpy().tolist() for key, value in signatures[name](**inputs).items()}
-        for name in ("serving_default", "explain")
-    }
-foreign = sorted(m for m in sys.modules if m.split(".")[0] in
-                 ("tf_attnrec", "tensorflow_recommenders", "tf_keras"))
-print(json.dumps({"answers": answers, "foreign_modules": foreign}))
-"""
-
 
 @pytest.fixture(scope="module")
 def ranking(shared_data_dir, tmp_path_factory):
@@ -108,34 +86,21 @@ def _model_features(features: dict) -> dict:
     return {key: tf.constant(features[key]) for key in schema.MODEL_FEATURES}
 
 
-def _plain_environment() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
-    return {**env, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
 def _serve(export_dir: pathlib.Path, request: dict, signature: str = "serving_default") -> dict:
     function = tf.saved_model.load(str(export_dir)).signatures[signature]
     inputs = {key: tf.constant(value, tf.string) for key, value in request.items()}
     return {key: value.numpy() for key, value in function(**inputs).items()}
 
 
-def test_fresh_process_reproduces_the_python_model_on_real_examples(ranking):
+def test_fresh_process_reproduces_the_python_model_on_real_examples(ranking, fresh_tensorflow):
     data = ranking["data"]
     features = _test_features(data)
     request = _raw_request(data, features, right_pad_rows=range(0, len(ROWS), 3))
-    requests = {str(_export_dir(ranking, name)): request for name in ("din", "bst")}
-    result = subprocess.run(
-        [sys.executable, "-c", _FRESH_PROCESS_SCRIPT], input=json.dumps(requests),
-        capture_output=True, text=True, timeout=300, env=_plain_environment(),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(result.stdout.strip().splitlines()[-1])
-    assert payload["foreign_modules"] == []
     for name in ("din", "bst"):
         model = ranking[name]
         expected = model.predict_proba(_model_features(features)).numpy()
         weights = model.attention_weights(_model_features(features)).numpy()
-        answer = payload["answers"][str(_export_dir(ranking, name))]
+        answer = fresh_tensorflow.serve(_export_dir(ranking, name), request, ("serving_default", "explain"))
         np.testing.assert_allclose(answer["serving_default"]["probability"], expected, atol=1e-5)
         np.testing.assert_allclose(answer["explain"]["probability"], expected, atol=1e-5)
         np.testing.assert_allclose(answer["explain"]["attention_weights"], weights, atol=1e-5)

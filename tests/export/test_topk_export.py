@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,6 +18,8 @@ from tf_attnrec.data.vocabulary import Vocabulary
 from tf_attnrec.export import export_retrieval
 from tf_attnrec.models import PopularityModel
 
+pytestmark = [pytest.mark.xdist_group("fresh_tensorflow")]  # one worker: its fixtures and one fresh TF process
+
 STRING_HISTORIES = [
     ["m03", "m07", "m11", "", ""],          # right-padded
     ["", "", "m03", "m07", "m11"],          # the same, left-padded
@@ -27,49 +28,14 @@ STRING_HISTORIES = [
 ]
 INT_HISTORIES = [["7", "10", "", ""], ["", "94", "13", "16"], ["", "", "", ""]]
 
-# Runs in a fresh interpreter that imports nothing but TensorFlow (and json/sys), with the
-# environment of a plain install (no TF_USE_LEGACY_KERAS; `import tensorflow` itself pulls in
-# whichever Keras is installed, so only our own and the tfrs/scann packages are checked).
-_FRESH_PROCESS_SCRIPT = r"""
-import json, sys
-import tensorflow as tf
-requests = json.loads(sys.stdin.read())
-answers = {}
-for export_dir, histories in requests.items():
-    served = tf.saved_model.load(export_dir).signatures["serving_default"]
-    out = served(history=tf.constant(histories, tf.string))
-    answers[export_dir] = {
-        "item_ids": [[v.decode() for v in row] for row in out["item_ids"].numpy()],
-        "scores": out["scores"].numpy().tolist(),
-    }
-foreign = sorted(m for m in sys.modules if m.split(".")[0] in
-                 ("tf_attnrec", "tensorflow_recommenders", "scann"))
-print(json.dumps({"answers": answers, "foreign_modules": foreign}))
-"""
-
-
-def _plain_environment() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
-    return {**env, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-def test_fresh_process_top_k_equals_python_model(string_export, int_export):
-    requests = {str(string_export.export_dir): STRING_HISTORIES,
-                str(int_export.export_dir): INT_HISTORIES}
-    result = subprocess.run(
-        [sys.executable, "-c", _FRESH_PROCESS_SCRIPT], input=json.dumps(requests),
-        capture_output=True, text=True, timeout=300, env=_plain_environment(),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(result.stdout.strip().splitlines()[-1])
-    assert payload["foreign_modules"] == []
+def test_fresh_process_top_k_equals_python_model(string_export, int_export, fresh_tensorflow):
     for exported, histories in ((string_export, STRING_HISTORIES), (int_export, INT_HISTORIES)):
-        answer = payload["answers"][str(exported.export_dir)]
+        answer = fresh_tensorflow.serve(exported.export_dir, {"history": histories})["serving_default"]
         expected_ids, expected_scores = python_top_k(
             exported.model, exported.vocabulary, histories,
             exclude_history=exported.exclude_history,
         )
-        assert answer["item_ids"] == expected_ids
+        assert answer["item_ids"].tolist() == expected_ids
         np.testing.assert_allclose(answer["scores"], expected_scores, rtol=1e-5, atol=1e-5)
 
 

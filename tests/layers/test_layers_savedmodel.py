@@ -9,11 +9,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import os
 import pkgutil
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -32,6 +28,8 @@ from tf_attnrec.layers.recurrent import RecurrentAttentionEncoder
 from tf_attnrec.layers.target_attention import TargetAttention
 from tf_attnrec.layers.transformer import TransformerBlock
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fresh_tensorflow")]  # one worker: its fixtures and one fresh TF process
+
 VOCAB, DIM, MAX_LEN, NUM_OUTPUTS = 20, 8, 8, 3
 
 # Left-padded histories of two different lengths (shorter than MAX_LEN and exactly MAX_LEN),
@@ -43,24 +41,6 @@ BATCHES = {
     ),
     "full": np.array([[0, 0, 11, 12, 13, 14, 15, 16], [3, 4, 5, 6, 7, 8, 9, 10]], np.int32),
 }
-
-_RELOAD_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-
-    export_dir, inputs_path, outputs_path = sys.argv[1:4]
-    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
-    inputs = np.load(inputs_path)
-    outputs = {name: serve(item_ids=tf.constant(inputs[name]))["scores"].numpy()
-               for name in inputs.files}
-    np.savez(outputs_path, **outputs)
-    print(json.dumps({"tf_attnrec_imported": any(m.startswith("tf_attnrec") for m in sys.modules),
-                      "signature_inputs": str(serve.structured_input_signature)}))
-    """
-)
-
 
 def _public_layer_classes() -> set[type]:
     """Every public Keras layer class defined in a module of tf_attnrec.layers."""
@@ -129,7 +109,7 @@ def test_model_uses_every_layer(model):
     assert len(_public_layer_classes()) >= 8
 
 
-def test_saved_model_reloads_in_fresh_process(model, tmp_path):
+def test_saved_model_reloads_in_fresh_process(model, tmp_path, fresh_tensorflow):
     expected = {name: model(ids, training=False).numpy() for name, ids in BATCHES.items()}
     for name, out in expected.items():
         assert out.shape == (len(BATCHES[name]), NUM_OUTPUTS)
@@ -148,25 +128,9 @@ def test_saved_model_reloads_in_fresh_process(model, tmp_path):
     export_dir = tmp_path / "saved_model"
     tf.saved_model.save(export, str(export_dir), signatures={"serving_default": serve})
 
-    inputs_path, outputs_path = tmp_path / "inputs.npz", tmp_path / "outputs.npz"
-    np.savez(inputs_path, **BATCHES)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_USE_LEGACY_KERAS", None)  # the server knows nothing about Keras 2
-    result = subprocess.run(
-        [sys.executable, "-c", _RELOAD_SCRIPT]
-        + [str(export_dir), str(inputs_path), str(outputs_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(tmp_path),
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["tf_attnrec_imported"] is False
-    reloaded = np.load(outputs_path)
-    for name in BATCHES:
-        np.testing.assert_allclose(reloaded[name], expected[name], rtol=1e-5, atol=1e-5)
+    for name, ids in BATCHES.items():
+        reloaded = fresh_tensorflow.serve(export_dir, {"item_ids": ids})["serving_default"]["scores"]
+        np.testing.assert_allclose(reloaded, expected[name], rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 def test_keras_config_round_trip(model):

@@ -10,6 +10,9 @@ from tests.ranking_data import FEATURE_SIZES, MAX_LENGTH
 from tf_attnrec.evaluation.ctr import auc
 from tf_attnrec.models.registry import create_model, get_model_spec, list_models
 from tf_attnrec.data import schema
+from tf_attnrec.training import compile_for_training
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(__name__)]  # one worker builds the module's fixtures
 
 NAMES = list_models(task="ranking")
 
@@ -31,7 +34,7 @@ def trained(synthetic_train):
     for name in NAMES:
         tf.keras.utils.set_random_seed(0)
         model = build(name)
-        model.compile(optimizer=tf.keras.optimizers.Adam(0.003))
+        compile_for_training(model, 0.003)
         dataset = tf.data.Dataset.from_tensor_slices(synthetic_train).shuffle(4096, seed=0).batch(128)
         histories[name] = model.fit(dataset, epochs=4, verbose=0).history
         models[name] = model

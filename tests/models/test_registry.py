@@ -23,6 +23,7 @@ from tf_attnrec.models.registry import create_model, get_model_spec, list_models
 from tf_attnrec.models.sasrec import SASRecEncoder
 from tf_attnrec.models.sequential_retrieval import LOSSES, SequentialRetrievalModel
 from tf_attnrec.tasks import get_task
+from tf_attnrec.training import compile_for_training
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 ZOO_CARDS = sorted(path.parent.name for path in (REPO_ROOT / "models").glob("*/config.yaml"))
@@ -81,7 +82,7 @@ def test_padding_and_oov_are_never_recommended(name):
 def test_fit_one_step_every_loss(loss, sequences):
     model = create_model("mean_pooling", vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, loss=loss, embedding_dim=8)
     model.adapt(sequences)
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+    compile_for_training(model, 1e-2)
     dataset = next_item_dataset(sequences, MAX_LENGTH, batch_size=8, seed=0)
     model.build_variables()
     before = [w.numpy().copy() for w in model.trainable_weights]
@@ -162,6 +163,7 @@ def test_popularity_ranks_by_count():
     assert ranking[:3].tolist() == [4, 3, 2]
 
 
+@pytest.mark.slow  # XLA compilation
 @pytest.mark.parametrize("loss", ["softmax", "bce"])
 def test_train_step_compiles_with_xla(loss):
     """jit_compile=True needs static shapes: BCE draws its negatives on the [B * L] grid."""
@@ -170,7 +172,7 @@ def test_train_step_compiles_with_xla(loss):
     sequences = [list(range(start, min(start + 8, VOCAB_SIZE))) for start in range(2, VOCAB_SIZE - 3)] * 4
     model = create_model("sasrec", vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, hidden_dim=8,
                          num_blocks=1, loss=loss)
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), jit_compile=True)
+    compile_for_training(model, 1e-2, jit_compile=True)
     dataset = next_item_dataset(sequences, MAX_LENGTH, batch_size=8, drop_remainder=True)
     history = model.fit(dataset, epochs=5, verbose=0).history["loss"]
     assert np.isfinite(history).all()

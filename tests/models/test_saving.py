@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from tests.models.conftest import MAX_LENGTH, VOCAB_SIZE
 from tf_attnrec.data.pipelines import next_item_dataset
 from tf_attnrec.data.vocabulary import Vocabulary
 from tf_attnrec.models.registry import create_model
 from tf_attnrec.runs import load_model, save_model
+from tf_attnrec.training import compile_for_training
 
 
 def _top_items(model, history, k=10):
@@ -19,7 +19,7 @@ def _top_items(model, history, k=10):
 def test_save_load_gives_same_rankings(tmp_path, sequences):
     model = create_model("sasrec", vocab_size=VOCAB_SIZE, max_length=MAX_LENGTH, hidden_dim=8)
     model.adapt(sequences)
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+    compile_for_training(model, 1e-2)
     model.fit(next_item_dataset(sequences, MAX_LENGTH, batch_size=8).take(3), verbose=0)
     vocabulary = Vocabulary.from_ids(np.arange(100, 100 + VOCAB_SIZE - 2))
     history = np.array([[0, 0, 5, 6, 7, 8, 9, 10], [0] * 6 + [3, 4]], np.int32)

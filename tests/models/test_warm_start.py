@@ -13,6 +13,8 @@ from tf_attnrec.models.registry import create_model
 from tf_attnrec.runs import load_model, load_weights_from_run
 from tf_attnrec.tasks.retrieval import train_sequential
 
+pytestmark = [pytest.mark.xdist_group(__name__)]  # one worker builds the module's fixtures
+
 CONFIG = {"max_length": 20, "hidden_dim": 16, "num_blocks": 1}
 
 

@@ -11,6 +11,8 @@ from tf_attnrec.models.registry import create_model
 from tf_attnrec.data.ranking_examples import build_ranking_data
 from tf_attnrec.tasks.ranking import evaluate_ranker, predict_ranker, train_ranker
 
+pytestmark = [pytest.mark.xdist_group(__name__)]  # one worker builds the module's fixtures
+
 
 @pytest.fixture(scope="module")
 def small_ml1m(shared_data_dir):

@@ -75,7 +75,7 @@ class AutoInt(RankingModel):
         return config
 
 
-@register_model("ranking", (AutoInt,), tiny={**TINY_RANKER, "attention_dim": 4})
+@register_model("ranking", (AutoInt,), tiny={**TINY_RANKER, "attention_dim": 4, "num_layers": 1})
 def autoint(vocab_size: int, feature_sizes: Optional[Mapping[str, int]] = None, **config: Any) -> AutoInt:
     """AutoInt: multi-head self-attention over feature fields (Song et al. 2019)."""
     return AutoInt.from_sizes(vocab_size, feature_sizes, name="autoint", **config)

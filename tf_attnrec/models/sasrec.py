@@ -169,7 +169,7 @@ class SASRecEncoder(AttentionSequenceEncoder):
 
 
 @register_model("retrieval", (SASRecEncoder, SequentialRetrievalModel),
-                training={"patience": 20, "reduce_lr_patience": 6}, tiny={"hidden_dim": 8, "max_length": 8})
+                training={"patience": 20, "reduce_lr_patience": 6}, tiny={"hidden_dim": 8, "max_length": 8, "num_blocks": 1})
 def sasrec(vocab_size: int, **config: Any) -> SequentialRetrievalModel:
     """SASRec: causal self-attention over the item sequence, full softmax (SASRec+)."""
     return SequentialRetrievalModel.with_encoder(SASRecEncoder, vocab_size, name="sasrec", **config)
