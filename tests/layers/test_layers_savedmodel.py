@@ -1,7 +1,10 @@
 """Every layer in tf_attnrec.layers survives a SavedModel export and a Keras config round trip.
 
 The SavedModel is reloaded in a fresh Python process that imports only TensorFlow, as a
-serving environment would (no tf_attnrec, no custom-object registration).
+serving environment would (no tf_attnrec, no custom-object registration). The layers that
+propagate over a sparse adjacency (GraphConvolution, GraphAttention) cannot sit in a Keras
+functional model, whose inputs are dense, so they are exported from a `tf.Module` of their own
+that builds the adjacency from an edge list in the serving graph.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from tf_attnrec.layers.attention import ScaledDotProductAttention
 from tf_attnrec.data import schema
 from tf_attnrec.layers.embeddings import ItemSequenceEmbedding, PositionEmbedding
 from tf_attnrec.layers.feature_embedding import FeatureEmbedding
+from tf_attnrec.layers.graph_attention import GraphAttention
+from tf_attnrec.layers.graph_convolution import GraphConvolution
+from tf_attnrec.layers.graph_sage import GraphSAGE
 from tf_attnrec.layers.multi_head_attention import MultiHeadAttention
 from tf_attnrec.layers.pooling import AttentionPooling
 from tf_attnrec.layers.recurrent import RecurrentAttentionEncoder
@@ -41,6 +47,15 @@ BATCHES = {
     ),
     "full": np.array([[0, 0, 11, 12, 13, 14, 15, 16], [3, 4, 5, 6, 7, 8, 9, 10]], np.int32),
 }
+
+# Graphs as (node ids, directed edges [target, source]): one with an isolated node (4), and a
+# bipartite-looking star whose edge list is unsorted.
+GRAPHS = {
+    "chain": (np.array([3, 5, 7, 9, 11], np.int32),
+              np.array([[0, 1], [1, 0], [1, 2], [2, 1], [2, 3], [3, 2], [3, 3]], np.int64)),
+    "star": (np.array([2, 4, 6, 8], np.int32), np.array([[0, 3], [0, 1], [0, 2], [2, 0], [1, 0]], np.int64)),
+}
+SPARSE_GRAPH_LAYERS = {GraphConvolution, GraphAttention}
 
 def _public_layer_classes() -> set[type]:
     """Every public Keras layer class defined in a module of tf_attnrec.layers."""
@@ -80,6 +95,8 @@ def _build_model() -> tf.keras.Model:
         most_recent, x, mask=mask
     )
     session = RecurrentAttentionEncoder(units=5, cell="lstm", name="narm")(x, mask=mask)
+    # The history as the sampled neighbourhood of the most recent item (padding masked).
+    neighbourhood = GraphSAGE(units=4, aggregator="attention", name="sage")(most_recent, x, mask=mask)
     # Side features derived from the ids (genre = id % 5, year = id % 4, user fields from the
     # oldest slot), so one integer input drives the ranking feature embedding too.
     genres = tf.stack([item_ids % 5, tf.zeros_like(item_ids)], axis=-1)
@@ -91,9 +108,31 @@ def _build_model() -> tf.keras.Model:
         schema.HISTORY_ITEM_IDS: item_ids, schema.HISTORY_GENRES: genres, schema.HISTORY_YEAR: item_ids % 4,
     })
     candidate = tf.keras.layers.Flatten(name="candidate_fields")(side["candidate"])
-    features = tf.keras.layers.Concatenate(name="features")([pooled, interest, session, candidate])
+    features = tf.keras.layers.Concatenate(name="features")([pooled, interest, session, neighbourhood, candidate])
     scores = tf.keras.layers.Dense(NUM_OUTPUTS, name="scores")(features)
     return tf.keras.Model(item_ids, scores, name="all_layers")
+
+
+class _GraphModel(tf.Module):
+    """Node embeddings -> LightGCN-style propagation -> GCN with weights -> two-head GAT."""
+
+    def __init__(self):
+        super().__init__()
+        tf.keras.utils.set_random_seed(7)
+        self.embedding = tf.keras.layers.Embedding(VOCAB, DIM)
+        self.layers = [GraphConvolution(name="propagate"), GraphConvolution(units=DIM, activation="relu", name="gcn"),
+                       GraphAttention(units=3, num_heads=2, name="gat")]
+        self(*GRAPHS["chain"])  # creates the variables
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="node_ids"),
+                                  tf.TensorSpec([None, 2], tf.int64, name="edges")])
+    def __call__(self, node_ids, edges):
+        num_nodes = tf.cast(tf.shape(node_ids)[0], tf.int64)
+        adjacency = tf.sparse.reorder(tf.SparseTensor(edges, tf.ones(tf.shape(edges)[:1]), [num_nodes, num_nodes]))
+        h = self.embedding(node_ids)
+        for layer in self.layers:
+            h = layer(h, adjacency)
+        return {"scores": h}
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +140,13 @@ def model() -> tf.keras.Model:
     return _build_model()
 
 
-def test_model_uses_every_layer(model):
-    used = {type(layer) for layer in model.layers}
+@pytest.fixture(scope="module")
+def graph_model() -> _GraphModel:
+    return _GraphModel()
+
+
+def test_model_uses_every_layer(model, graph_model):
+    used = {type(layer) for layer in model.layers} | {type(layer) for layer in graph_model.layers}
     missing = _public_layer_classes() - used
     missing_names = sorted(c.__name__ for c in missing)
     assert not missing, f"add these layers to the export test model: {missing_names}"
@@ -133,10 +177,20 @@ def test_saved_model_reloads_in_fresh_process(model, tmp_path, fresh_tensorflow)
         np.testing.assert_allclose(reloaded, expected[name], rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+def test_graph_layers_saved_model_reloads_in_fresh_process(graph_model, tmp_path, fresh_tensorflow):
+    expected = {name: graph_model(*graph)["scores"].numpy() for name, graph in GRAPHS.items()}
+    assert all(np.isfinite(out).all() for out in expected.values())  # "chain" has an isolated node
+    export_dir = tmp_path / "graph_model"
+    tf.saved_model.save(graph_model, str(export_dir), signatures={"serving_default": graph_model.__call__})
+    for name, (node_ids, edges) in GRAPHS.items():
+        reloaded = fresh_tensorflow.serve(export_dir, {"node_ids": node_ids, "edges": edges})["serving_default"]
+        np.testing.assert_allclose(reloaded["scores"], expected[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 def test_keras_config_round_trip(model):
     config = model.get_config()
     clone = tf.keras.Model.from_config(config)
-    assert {type(layer) for layer in clone.layers} >= _public_layer_classes()
+    assert {type(layer) for layer in clone.layers} >= _public_layer_classes() - SPARSE_GRAPH_LAYERS
     clone.set_weights(model.get_weights())
     for name, ids in BATCHES.items():
         np.testing.assert_allclose(

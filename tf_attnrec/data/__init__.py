@@ -29,6 +29,7 @@ from tf_attnrec.data.downloads import (
     fetch_archive,
 )
 from tf_attnrec.data.errors import ChecksumMismatchError, DataFormatError, DownloadError
+from tf_attnrec.data.graph import InteractionGraph, NeighbourSampler
 from tf_attnrec.data.pipelines import (
     evaluation_dataset,
     next_item_dataset,
@@ -61,6 +62,8 @@ from tf_attnrec.data.splits import (
 from tf_attnrec.data.vocabulary import OOV_ID, PAD_ID, Vocabulary
 
 __all__ = [
+    "InteractionGraph",
+    "NeighbourSampler",
     "CACHE_DIR_ENV",
     "DATASET_REGISTRY",
     "DATASET_SOURCES",

@@ -1,7 +1,10 @@
-"""Reusable, Keras-serializable, masking-aware attention layers (no recommender logic)."""
+"""Reusable, Keras-serializable, masking-aware attention and graph layers (no recommender logic)."""
 
 from tf_attnrec.layers.attention import ScaledDotProductAttention
 from tf_attnrec.layers.embeddings import ItemSequenceEmbedding, PositionEmbedding
+from tf_attnrec.layers.graph_attention import GraphAttention
+from tf_attnrec.layers.graph_convolution import GraphConvolution, normalize_adjacency
+from tf_attnrec.layers.graph_sage import GraphSAGE
 from tf_attnrec.layers.multi_head_attention import MultiHeadAttention
 from tf_attnrec.layers.pooling import AttentionPooling
 from tf_attnrec.layers.recurrent import RecurrentAttentionEncoder
@@ -10,6 +13,9 @@ from tf_attnrec.layers.transformer import TransformerBlock
 
 __all__ = [
     "AttentionPooling",
+    "GraphAttention",
+    "GraphConvolution",
+    "GraphSAGE",
     "ItemSequenceEmbedding",
     "MultiHeadAttention",
     "PositionEmbedding",
@@ -17,4 +23,5 @@ __all__ = [
     "ScaledDotProductAttention",
     "TargetAttention",
     "TransformerBlock",
+    "normalize_adjacency",
 ]
