@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import tensorflow as tf
+
 
 def is_positive_int(value: Any, minimum: int = 1) -> bool:
     """True for an int `>= minimum` (a bool is not taken for an int)."""
@@ -25,3 +27,21 @@ def check_positive_int(owner: str, name: str, value: Any, minimum: int = 1) -> i
     if not is_positive_int(value, minimum):
         raise ValueError(f"{owner}: {name} must be a positive int; got {value!r}.")
     return value
+
+
+def get_activation(owner: str, value: Any, example: str = "relu") -> Any:
+    """`tf.keras.activations.get(value)`, or a ValueError that names `owner` and the argument."""
+    try:
+        return tf.keras.activations.get(value)
+    except ValueError as error:
+        raise ValueError(
+            f"{owner}: unknown `activation` {value!r}; use None or a tf.keras activation name such as {example!r}."
+        ) from error
+
+
+def get_initializer(owner: str, value: Any, name: str = "kernel_initializer") -> Any:
+    """`tf.keras.initializers.get(value)`, or a ValueError that names `owner` and `name`."""
+    try:
+        return tf.keras.initializers.get(value)
+    except ValueError as error:
+        raise ValueError(f"{owner}: unknown `{name}` {value!r}.") from error

@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from tf_attnrec.layers.checks import check_positive_int
+from tf_attnrec.layers.checks import check_positive_int, get_activation, get_initializer
 from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.multi_head_attention import clone_initializer
 
@@ -137,19 +137,8 @@ class GraphAttention(ConfigFromAttributes, tf.keras.layers.Layer):
                 f"GraphAttention: `negative_slope` must be a finite number >= 0 (the paper "
                 f"uses 0.2); got {negative_slope!r}."
             )
-        try:
-            self.activation = tf.keras.activations.get(activation)
-        except ValueError as error:
-            raise ValueError(
-                f"GraphAttention: unknown `activation` {activation!r}; use None or a "
-                "tf.keras activation name such as 'elu'."
-            ) from error
-        try:
-            self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
-        except ValueError as error:
-            raise ValueError(
-                f"GraphAttention: unknown `kernel_initializer` {kernel_initializer!r}."
-            ) from error
+        self.activation = get_activation("GraphAttention", activation, "elu")
+        self.kernel_initializer = get_initializer("GraphAttention", kernel_initializer)
         self.concat_heads = bool(concat_heads)
         self.attention_dropout = float(attention_dropout)
         self.negative_slope = float(negative_slope)

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
-from tf_attnrec.layers.checks import is_positive_int
+from tf_attnrec.layers.checks import get_activation, get_initializer, is_positive_int
 from tf_attnrec.layers.config import ConfigFromAttributes
 
 
@@ -137,25 +137,14 @@ class GraphConvolution(ConfigFromAttributes, tf.keras.layers.Layer):
                 "GraphConvolution: `units` must be a positive int, or None for pure "
                 f"propagation (LightGCN); got {units!r}."
             )
-        try:
-            self.activation = tf.keras.activations.get(activation)
-        except ValueError as error:
-            raise ValueError(
-                f"GraphConvolution: unknown `activation` {activation!r}; use None or a "
-                "tf.keras activation name such as 'relu'."
-            ) from error
+        self.activation = get_activation("GraphConvolution", activation, "relu")
         # Pure propagation is linear by definition; an activation there would be silently lost.
         if units is None and self.activation is not tf.keras.activations.linear:
             raise ValueError(
                 f"GraphConvolution: `activation` {activation!r} needs `units`; with units=None "
                 "the layer is pure propagation (no weight, bias or activation)."
             )
-        try:
-            self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
-        except ValueError as error:
-            raise ValueError(
-                f"GraphConvolution: unknown `kernel_initializer` {kernel_initializer!r}."
-            ) from error
+        self.kernel_initializer = get_initializer("GraphConvolution", kernel_initializer)
         self.units = units
         self.use_bias = bool(use_bias)
         self.normalize = bool(normalize)

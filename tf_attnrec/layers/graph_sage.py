@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from tf_attnrec.layers.checks import check_positive_int, is_positive_int
+from tf_attnrec.layers.checks import check_positive_int, get_activation, get_initializer, is_positive_int
 from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.multi_head_attention import clone_initializer
 from tf_attnrec.layers.pooling import masked_softmax, resolve_sequence_mask
@@ -111,19 +111,8 @@ class GraphSAGE(ConfigFromAttributes, tf.keras.layers.Layer):
                     f"GraphSAGE: `{name}` only applies to aggregator={owner!r}; got "
                     f"aggregator={aggregator!r}. Leave `{name}` as None."
                 )
-        try:
-            self.activation = tf.keras.activations.get(activation)
-        except ValueError as error:
-            raise ValueError(
-                f"GraphSAGE: unknown `activation` {activation!r}; use None or a tf.keras "
-                "activation name such as 'relu'."
-            ) from error
-        try:
-            self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
-        except ValueError as error:
-            raise ValueError(
-                f"GraphSAGE: unknown `kernel_initializer` {kernel_initializer!r}."
-            ) from error
+        self.activation = get_activation("GraphSAGE", activation, "relu")
+        self.kernel_initializer = get_initializer("GraphSAGE", kernel_initializer)
         self.aggregator = aggregator
         self.normalize = bool(normalize)
         self.pool_units = pool_units
