@@ -127,10 +127,26 @@ def test_ranking_on_ml100k_with_side_features(shared_data_dir, tmp_path):
     assert "probability" in ok(explained) and (tmp_path / "din.png").is_file()
     refused(in_process("evaluate", str(run_dir), "--protocol", "sampled"), "drop --protocol")
     refused(in_process("export", str(run_dir), "--output", str(tmp_path / "serving" / "din" / "2"), "-k", "5"),
-            "-k only apply to retrieval exports")
+            "-k do not apply to ranking exports")
 
 
 def test_a_model_whose_features_the_data_lacks_is_named(log_csv, tmp_path):
     err = refused(in_process("train", "--data", str(log_csv), "--user-col", "u", "--item-col", "i", "--model", "din",
                              "--output", str(tmp_path / "din"), "--epochs", "1"))
     assert "genres" in err and "gender" in err, err
+
+
+def test_collaborative_on_a_users_csv_log(log_csv, tmp_path):
+    """lightgcn through the command line (in-process: the other kinds pay the subprocesses)."""
+    run_dir = tmp_path / "lightgcn"
+    data = ("--data", str(log_csv), "--user-col", "u", "--item-col", "i")
+    trained = ok(in_process("train", "--model", "lightgcn", *data, "--output", str(run_dir), "--epochs", "1",
+                            "--set", "embedding_dim=8", "--quiet"))
+    assert "collaborative" in trained and (run_dir / "graph.npz").is_file()
+    test = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert f"{test['ndcg@10']:.4f}" in ok(in_process("evaluate", str(run_dir)))
+    exported = ok(in_process("export", str(run_dir), "--output", str(tmp_path / "serving" / "lightgcn" / "1"), "-k", "5"))
+    assert "user_id" in exported and "known_user" in exported
+    refused(in_process("recommend", str(run_dir), "--history", "1,50"), "collaborative model", "user_id")
+    refused(in_process("export", str(run_dir), "--output", str(tmp_path / "serving" / "lightgcn" / "2"), "--index",
+                       "scann"), "--index do not apply to collaborative exports")

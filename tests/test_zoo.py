@@ -114,7 +114,7 @@ def check_model(name: str, dataset: Dataset, folder: pathlib.Path) -> dict:
     return {"export_dir": str(export_dir), "request": request, "expected": expected}
 
 
-@pytest.mark.parametrize("task_name", ["retrieval", "ranking"])
+@pytest.mark.parametrize("task_name", ["retrieval", "ranking", "collaborative"])
 def test_every_registered_model_end_to_end(task_name, dataset, tmp_path, fresh_tensorflow):
     """Every model of one task; each export then reloads in a TensorFlow-only process."""
     names = list_models(task=task_name)

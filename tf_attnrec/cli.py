@@ -7,7 +7,7 @@
     tf-attnrec recommend RUN_DIR --history ID,ID,... [-k 10]
     tf-attnrec export RUN_DIR --output serving/NAME/1 [-k 10]
     tf-attnrec explain RUN_DIR --user U [--item I] [--output PNG]
-    tf-attnrec list-models [--task retrieval|ranking]
+    tf-attnrec list-models [--task retrieval|ranking|collaborative]
 
 Every command works for every registered model through its task (`tf_attnrec.tasks`); a
 command that a kind of model cannot do prints one line saying what to use instead. A run
@@ -168,12 +168,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = pathlib.Path(args.output or f"runs/{config['model']}-{source.dataset_name}-{stamp}")
     if (run_dir / runs.CONFIG_FILE).exists() and not args.overwrite:
         raise FileExistsError(f"{run_dir} already holds a trained model; pass another --output or --overwrite.")
-    if args.init_from and task.name != "retrieval":
-        raise ValueError(f"--init-from applies to retrieval models, not to the {task.name} model {config['model']!r}.")
+    if args.init_from and task.name == "ranking":
+        raise ValueError(f"--init-from applies to retrieval and collaborative models, not to the ranking model "
+                         f"{config['model']!r}.")
     dataset = source.load(download=not args.no_download)
     training = dict(config["training"])
     data_options = {key: training.pop(key) for key in task.data_keys if key in training}
-    model_config = {"max_length": spec.default_config()["max_length"], **config["model_config"]}
+    model_config = {"max_length": spec.default_config().get("max_length"), **config["model_config"]}
     data = task.build_data(dataset, model_config, data_options)
     model = task.build_model(spec, data, config["model_config"])
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -324,8 +325,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     refused = [given[name][0] for name in options if name not in task.export_options]
     if refused:
         raise UnsupportedCommand(
-            f"{', '.join(refused)} only apply to retrieval exports; {run.run_dir} is a {task.name} run of "
-            f"{run.config.get('model')}. Drop the flag(s)."
+            f"{', '.join(refused)} do not apply to {task.name} exports ({run.run_dir} is a {task.name} run of "
+            f"{run.config.get('model')}); drop the flag(s)."
         )
     print(task.export(run, pathlib.Path(args.output), overwrite=args.overwrite, **options))
     return 0
@@ -461,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(handler=cmd_explain)
 
     list_models = commands.add_parser("list-models", help="list the zoo models")
-    list_models.add_argument("--task", choices=("retrieval", "ranking"), help="only the models of one task")
+    list_models.add_argument("--task", choices=("retrieval", "ranking", "collaborative"), help="only the models of one task")
     list_models.set_defaults(handler=cmd_list_models)
     return parser
 

@@ -10,6 +10,7 @@ A run directory (`tf-attnrec train --output RUN`) holds:
 | `vocabulary.json` | the item `Vocabulary` (raw id <-> model id) | `save_model` |
 | `feature_vocabularies.json`, `item_features.npz` | side-feature vocabularies and per-item feature ids (models that read side features) | `save_feature_tables` |
 | `items.json` | item titles / genres / years, for printing | `write_items` |
+| `user_vocabulary.json`, `graph.npz` | raw user id <-> user row, and the training user-item graph (collaborative models) | `tf_attnrec.tasks.collaborative` |
 | `metrics.json`, `history.csv`, `logs/` | results, per-epoch log, TensorBoard logs | `tf_attnrec.training` |
 
 Any registered zoo model reloads with `load_model`: its class is found through Keras'
@@ -42,6 +43,8 @@ VOCABULARY_FILE = "vocabulary.json"
 VOCABULARIES_FILE = "feature_vocabularies.json"
 ITEM_FEATURES_FILE = "item_features.npz"
 ITEMS_FILE = "items.json"
+USER_VOCABULARY_FILE = "user_vocabulary.json"  # user row = model id - 2, as for items
+GRAPH_FILE = "graph.npz"  # tf_attnrec.data.graph.InteractionGraph.save
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 TENSORBOARD_DIR = "logs"

@@ -25,6 +25,7 @@ from tf_attnrec.layers.attention import ScaledDotProductAttention
 from tf_attnrec.data import schema
 from tf_attnrec.layers.embeddings import ItemSequenceEmbedding, PositionEmbedding
 from tf_attnrec.layers.feature_embedding import FeatureEmbedding
+from tf_attnrec.layers.gated_graph import GatedGraphConvolution, session_graph
 from tf_attnrec.layers.graph_attention import GraphAttention
 from tf_attnrec.layers.graph_convolution import GraphConvolution
 from tf_attnrec.layers.graph_sage import GraphSAGE
@@ -85,6 +86,7 @@ def _build_model() -> tf.keras.Model:
     )(item_ids)
     x = x + PositionEmbedding(MAX_LEN, kind="sinusoidal", name="sinusoid")(x)
     x = TransformerBlock(num_heads=2, hidden_dim=DIM, causal=True, name="block")(x, mask=mask)
+    x = GatedGraphConvolution(num_steps=2, name="ggnn")(x, session_graph(item_ids).adjacency, mask=mask)
     mixed = MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(
         x, x, query_mask=mask, value_mask=mask
     )

@@ -34,11 +34,23 @@ def test_import_tf_attnrec_registers_every_family_by_task():
         "sasrec", "lstm_attention", "attention_pooling", "mean_pooling", "popularity"}
     assert set(tf_attnrec.list_models(task="ranking")) >= {
         "din", "bst", "autoint", "self_attention_ranker", "embedding_mlp", "dcn"}
-    assert sorted(tf_attnrec.list_models(task="retrieval") + tf_attnrec.list_models(task="ranking")) == list_models()
+    assert set(tf_attnrec.list_models(task="collaborative")) >= {"lightgcn", "gat_cf"}
+    from tf_attnrec.models.registry import TASKS
+
+    assert sorted(name for task in TASKS for name in tf_attnrec.list_models(task=task)) == list_models()
     with pytest.raises(ValueError, match="task must be one of"):
         list_models(task="graph")
     din = tf_attnrec.create_model("din", vocab_size=FEATURE_SIZES["item"], feature_sizes=FEATURE_SIZES)
     assert din.name == "din" and din.max_length == get_model_spec("din").default_config()["max_length"]
+
+
+def data_arguments(spec) -> dict:
+    """What a builder of `spec`'s task receives from the data."""
+    if spec.task == "ranking":
+        return {"vocab_size": FEATURE_SIZES["item"], "feature_sizes": FEATURE_SIZES}
+    if spec.task == "collaborative":
+        return {"vocab_size": VOCAB_SIZE, "num_users": 7}
+    return {"vocab_size": VOCAB_SIZE}
 
 
 def test_unknown_name_and_key_are_explained():
@@ -64,10 +76,10 @@ def test_defaults_have_one_source_the_constructors():
 def test_every_spec_has_a_description_and_a_tiny_config_that_builds(name):
     spec = get_model_spec(name)
     assert spec.description and spec.tiny
-    sizes = {"feature_sizes": FEATURE_SIZES} if spec.task == "ranking" else {}
-    model = create_model(name, vocab_size=FEATURE_SIZES["item"] if sizes else VOCAB_SIZE, **sizes, **spec.tiny)
+    model = create_model(name, **data_arguments(spec), **spec.tiny)
     model.build_variables()
-    assert model.name == name and model.max_length == spec.tiny["max_length"]
+    # A collaborative model reads no history (max_length 0): it knows its users by id.
+    assert model.name == name and model.max_length == spec.tiny.get("max_length", 0)
 
 
 @pytest.mark.parametrize("name", list_models(task="retrieval"))
@@ -148,9 +160,7 @@ def test_zoo_card_config_builds(name):
     card = yaml.safe_load(path.read_text())
     assert card["model"] == name and name in list_models(), f"{path}: not a registered model"
     spec = get_model_spec(name)
-    sizes = {"feature_sizes": FEATURE_SIZES} if spec.task == "ranking" else {}
-    model = create_model(name, vocab_size=FEATURE_SIZES["item"] if sizes else VOCAB_SIZE, **sizes,
-                         **card.get("model_config", {}))
+    model = create_model(name, **data_arguments(spec), **card.get("model_config", {}))
     assert model.get_config()
     get_task(spec.task).check_training_keys(card.get("training", {}))
 

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+import os
+import pathlib
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import tensorflow as tf
 
 from tf_attnrec.data.splits import SequenceSplit
 from tf_attnrec.data.vocabulary import FIRST_ID
+
+if TYPE_CHECKING:
+    from tf_attnrec.data.ratio_split import RatioSplit
 
 
 def _node_indices(values: Any, count: int, name: str, count_name: str) -> np.ndarray:
@@ -134,8 +139,8 @@ class InteractionGraph:
         return cls(num_users, num_items, users, items)
 
     @classmethod
-    def from_sequence_split(cls, split: SequenceSplit) -> "InteractionGraph":
-        """Builds the graph from the training sequences of a leave-one-out split.
+    def from_sequence_split(cls, split: Union[SequenceSplit, "RatioSplit"]) -> "InteractionGraph":
+        """Builds the graph from the training items of a split (leave-one-out or ratio).
 
         Only `split.train` is read, never `validation_target` or `test_target`, so no held-out
         interaction becomes an edge (message passing would otherwise leak the answer into the
@@ -144,7 +149,8 @@ class InteractionGraph:
         items would join users who share nothing.
 
         Args:
-            split: a `SequenceSplit`, e.g. from `leave_one_out_split`.
+            split: a `SequenceSplit` (`leave_one_out_split`) or a `RatioSplit` (`ratio_split`,
+                whose `validation` and `test` items are never read either).
 
         Returns:
             The `InteractionGraph` with U = `split.num_users` and I = `split.vocabulary.num_items`.
@@ -160,6 +166,28 @@ class InteractionGraph:
         ids = np.concatenate(split.train).astype(np.int64) if len(split.train) else np.zeros(0, np.int64)
         known = ids >= FIRST_ID
         return cls(split.num_users, split.vocabulary.num_items, users[known], ids[known] - FIRST_ID)
+
+    def save(self, path: Union[str, os.PathLike]) -> pathlib.Path:
+        """Writes the edge lists and node counts to one `.npz` file (a run stores its graph)."""
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(path.name + ".partial.npz")
+        np.savez_compressed(staging, num_users=self.num_users, num_items=self.num_items,
+                            user_index=self.user_index, item_index=self.item_index)
+        os.replace(staging, path)  # atomic: a reader sees the old file or the whole new one
+        return path
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> "InteractionGraph":
+        """Reads a graph written by `save` (FileNotFoundError / ValueError naming the file)."""
+        path = pathlib.Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: the run has no saved training graph.")
+        with np.load(path) as stored:
+            missing = {"num_users", "num_items", "user_index", "item_index"} - set(stored.files)
+            if missing:
+                raise ValueError(f"{path}: not an InteractionGraph file (missing {sorted(missing)}).")
+            return cls(int(stored["num_users"]), int(stored["num_items"]), stored["user_index"], stored["item_index"])
 
     @property
     def num_edges(self) -> int:

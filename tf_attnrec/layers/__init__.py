@@ -2,6 +2,7 @@
 
 from tf_attnrec.layers.attention import ScaledDotProductAttention
 from tf_attnrec.layers.embeddings import ItemSequenceEmbedding, PositionEmbedding
+from tf_attnrec.layers.gated_graph import GatedGraphConvolution, SessionGraph, session_graph
 from tf_attnrec.layers.graph_attention import GraphAttention
 from tf_attnrec.layers.graph_convolution import GraphConvolution, normalize_adjacency
 from tf_attnrec.layers.graph_sage import GraphSAGE
@@ -13,6 +14,7 @@ from tf_attnrec.layers.transformer import TransformerBlock
 
 __all__ = [
     "AttentionPooling",
+    "GatedGraphConvolution",
     "GraphAttention",
     "GraphConvolution",
     "GraphSAGE",
@@ -21,7 +23,9 @@ __all__ = [
     "PositionEmbedding",
     "RecurrentAttentionEncoder",
     "ScaledDotProductAttention",
+    "SessionGraph",
     "TargetAttention",
     "TransformerBlock",
     "normalize_adjacency",
+    "session_graph",
 ]

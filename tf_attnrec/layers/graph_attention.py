@@ -1,4 +1,4 @@
-"""GAT graph attention (Velickovic et al., 2018) over a sparse adjacency, with segment ops."""
+"""GAT graph attention (Velickovic et al., 2018) over a sparse adjacency: segment-op softmax, CSR products."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import tensorflow as tf
 from tf_attnrec.layers.checks import check_positive_int, get_activation, get_initializer
 from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.multi_head_attention import clone_initializer
+from tf_attnrec.layers.sparse_ops import edge_weighted_matmul
 
 # The logit of an edge that must get weight 0 (an explicit self loop replaced by the added
 # one). Scores are normalised in float32, where exp(-1e9 - max) is exactly 0.
@@ -58,7 +59,8 @@ class GraphAttention(ConfigFromAttributes, tf.keras.layers.Layer):
     `e_ij = LeakyReLU(a_t . W_t h_i + a_s . W_s h_j)` for each edge `i <- j`, normalised with
     a softmax over the incoming edges of `i`, and `out_i = sum_j alpha_ij W_s h_j`. Heads are
     concatenated (`[N, num_heads * units]`) or averaged (`[N, units]`), then bias and
-    activation are applied. Everything runs on the edge list with segment ops, never on a
+    activation are applied. Everything runs on the edge list (a segment-op softmax and one
+    CSR product per head, `tf_attnrec.layers.sparse_ops`), never on a
     dense `[N, N]` matrix; the softmax and the aggregation are done in float32. A target with
     no neighbour outputs zeros (plus bias), never NaN.
 
@@ -272,8 +274,14 @@ class GraphAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         weights = _segment_softmax(scores, target_ids, num_targets)
         dropped = self._dropout(weights, training=training)
 
-        messages = dropped[:, :, tf.newaxis] * tf.gather(projected_sources, source_ids)
-        output = tf.math.unsorted_segment_sum(messages, target_ids, num_targets)  # [N, H, U]
+        # Per head, one sparse product with the weights as its entries: the [E, H, U]
+        # messages are never built in the forward pass.
+        indices = tf.stack([target_ids, source_ids], axis=1)
+        dense_shape = tf.cast(tf.stack([num_targets, tf.shape(sources)[0]]), tf.int64)
+        output = tf.stack([
+            edge_weighted_matmul(indices, dropped[:, head], dense_shape, projected_sources[:, head, :])
+            for head in range(self.num_heads)
+        ], axis=1)  # [N, H, U]
         if self.concat_heads:
             output = tf.reshape(output, [-1, self.num_heads * self.units])
         else:

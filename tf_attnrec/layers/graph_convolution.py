@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tf_attnrec.layers.checks import get_activation, get_initializer, is_positive_int
 from tf_attnrec.layers.config import ConfigFromAttributes
+from tf_attnrec.layers.sparse_ops import sparse_matmul
 
 
 def _check_adjacency(adjacency: Any, owner: str) -> tf.SparseTensor:
@@ -60,7 +61,7 @@ def normalize_adjacency(adjacency: tf.SparseTensor) -> tf.SparseTensor:
 
     Returns:
         A `tf.SparseTensor` of the same dense shape and dtype, in canonical (row-major) order,
-        which is what `tf.sparse.sparse_dense_matmul` prefers.
+        which the CSR conversion of `sparse_matmul` needs.
 
     Raises:
         ValueError: `adjacency` is not a rank-2 `tf.SparseTensor` of float values.
@@ -89,10 +90,10 @@ class GraphConvolution(ConfigFromAttributes, tf.keras.layers.Layer):
 
     The output is `activation(Â X W + b)` with `Â = D_r^-1/2 A D_c^-1/2` (Kipf & Welling's
     GCN). With `units=None` there is no weight, bias or activation: the layer is the pure
-    propagation `Â X` of LightGCN (He et al., 2020). Propagation is one
-    `tf.sparse.sparse_dense_matmul` over the edge list (never a dense `[N, N]` matrix), done
-    in float32 for half-precision features. A target with no neighbour gets zeros from the
-    propagation (plus the bias), never NaN.
+    propagation `Â X` of LightGCN (He et al., 2020). Propagation is one sparse product
+    (`sparse_matmul`, TensorFlow's CSR kernel; never a dense `[N, N]` matrix), done in float32
+    for half-precision features. A target with no neighbour gets zeros from the propagation
+    (plus the bias), never NaN.
 
     Args:
         units: Output size (a `[D, units]` kernel), or None for pure propagation (LightGCN).
@@ -176,7 +177,7 @@ class GraphConvolution(ConfigFromAttributes, tf.keras.layers.Layer):
         )
         if self.normalize:
             adjacency = normalize_adjacency(adjacency)
-        propagated = tf.sparse.sparse_dense_matmul(adjacency, tf.cast(features, dtype))
+        propagated = sparse_matmul(adjacency, tf.cast(features, dtype))
         return tf.cast(propagated, self.compute_dtype)
 
     def call(self, inputs: tf.Tensor, adjacency: tf.SparseTensor) -> tf.Tensor:

@@ -22,9 +22,9 @@ from typing import Any, Callable, Mapping, Optional
 
 import tensorflow as tf
 
-TASKS = ("retrieval", "ranking")
+TASKS = ("retrieval", "ranking", "collaborative")
 # Arguments that a builder receives from the data, never from a config.
-DATA_ARGUMENTS = ("vocab_size", "feature_sizes")
+DATA_ARGUMENTS = ("vocab_size", "feature_sizes", "num_users")
 _NOT_CONFIG = {"self", "encoder", "name", *DATA_ARGUMENTS}
 
 
@@ -66,8 +66,9 @@ class ModelSpec:
 
     Attributes:
         name: Registry name (the builder's name).
-        task: "retrieval" (next-item retrieval over the catalogue) or "ranking" (click
-            probability of a candidate); it selects the `tf_attnrec.tasks.Task`.
+        task: "retrieval" (next-item retrieval over the catalogue), "ranking" (click
+            probability of a candidate) or "collaborative" (a known user's top items over the
+            whole catalogue, the CF protocol); it selects the `tf_attnrec.tasks.Task`.
         description: One line for `tf-attnrec list-models` (the builder's docstring).
         builder: `(vocab_size, [feature_sizes,] **config) -> tf.keras.Model`.
         configurable: Classes whose constructor defaults are the model's config defaults.
@@ -115,7 +116,7 @@ def register_model(
     """Decorator: registers a builder function in the zoo under its name.
 
     Args:
-        task: "retrieval" or "ranking".
+        task: one of `TASKS`.
         configurable: Classes whose constructor defaults form the config defaults.
         training: Training settings that differ from the loop's defaults.
         tiny: Config overrides for the test harness's one-step model.
@@ -147,7 +148,7 @@ def list_models(task: Optional[str] = None) -> list[str]:
     """Names of the registered models, sorted, optionally of one task only.
 
     Args:
-        task: None for every model, else "retrieval" or "ranking".
+        task: None for every model, else one of `TASKS`.
 
     Returns:
         Sorted names.

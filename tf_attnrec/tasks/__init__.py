@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from tf_attnrec.tasks.base import Run, Task, TrainingResult, UnsupportedCommand
+from tf_attnrec.tasks.collaborative import CollaborativeTask, evaluate_collaborative, train_collaborative
 from tf_attnrec.tasks.ranking import RankingTask, evaluate_ranker, predict_ranker, train_ranker
 from tf_attnrec.tasks.retrieval import RetrievalTask, evaluate_sequential, train_sequential
 
-_TASKS: dict[str, Task] = {task.name: task for task in (RetrievalTask(), RankingTask())}
+_TASKS: dict[str, Task] = {task.name: task for task in (RetrievalTask(), RankingTask(), CollaborativeTask())}
 
 
 def get_task(name: str) -> Task:
-    """The `Task` for a `ModelSpec.task` name ("retrieval", "ranking").
+    """The `Task` for a `ModelSpec.task` name ("retrieval", "ranking", "collaborative").
 
     Example:
         >>> get_task("ranking").monitor
@@ -29,17 +30,20 @@ def task_of(model_name: str) -> Task:
 
 
 __all__ = [
+    "CollaborativeTask",
     "RankingTask",
     "RetrievalTask",
     "Run",
     "Task",
     "TrainingResult",
     "UnsupportedCommand",
+    "evaluate_collaborative",
     "evaluate_ranker",
     "evaluate_sequential",
     "get_task",
     "predict_ranker",
     "task_of",
+    "train_collaborative",
     "train_ranker",
     "train_sequential",
 ]

@@ -1,0 +1,358 @@
+"""Peer benchmark: RecBole 1.2.1's LightGCN and NGCF on OUR collaborative-filtering split of ML-1M.
+
+The split is tf-attnrec's `ratio_split(df, ratios=(0.8, 0.1, 0.1), seed=SEED)` of
+`read_sasrec_txt(DATA)` (ML-1M: 6,040 users, 3,416 items, 999,611 interactions). This script
+(running in the tf-attnrec environment) writes it as RecBole atomic files
+
+    WORK/data/NAME/NAME.train.inter, NAME.valid.inter, NAME.test.inter
+    (header `user_id:token<TAB>item_id:token`, raw user and raw item ids)
+
+and runs RecBole on them in a separate PEER virtualenv (PyTorch + RecBole are never
+dependencies of tf-attnrec): `benchmarks/peers/recbole_driver.py` is started with the venv's
+python, one subprocess per model, and reports a JSON result.
+
+How RecBole uses the files (read in recbole 1.2.1): with `benchmark_filename: [train, valid,
+test]`, `Dataset._load_inter_feat` concatenates the three files, `_data_filtering` is skipped
+(no k-core / dedup filters) and `Dataset.build` cuts the data back at the file sizes, so
+`eval_args.split / order / group_by` are ignored and our three parts are used as they are
+(the driver checks the part sizes against ours). `eval_args.mode: full` still applies:
+`FullSortEvalDataLoader` ranks every item for every user that has a held-out item and masks
+the user's "history" = sampler.used_ids[phase] - positives, where used_ids are cumulative over
+the files: validation masks the user's train items, test masks train + valid items (the same
+as `RatioSplit.seen`). Metrics are RecBole's: Recall@k = hits / |user's held-out items|,
+NDCG@k with the ideal DCG over min(|held-out|, k) positions, averaged over users.
+
+Config per model (everything else RecBole 1.2.1's defaults): train_batch_size 2048, Adam, one
+uniform negative per positive (BPR loss), eval_step 1, stopping_step 10 on NDCG@10,
+eval_batch_size 2**24 (RecBole's full-sort loader turns it into 2**24 // n_items users per
+batch; its default 4096 would be one user per batch), metrics Recall/NDCG @10/@20,
+reproducibility True, CPU, torch threads `--threads`.
+
+* LightGCN: learning_rate 0.002, n_layers 3, reg_weight 1e-4, embedding_size 64.
+* NGCF: learning_rate 0.0002; RecBole's NGCF.yaml defaults spelled out (embedding_size 64,
+  hidden_size_list [64, 64, 64], node_dropout 0.0, message_dropout 0.1, reg_weight 1e-5).
+
+Time limit: `--time-limit M` minutes per model, counted from the start of training. RecBole
+has none, so the driver passes `fit` a per-validation callback that raises once the budget is
+spent (the epoch crossing it finishes its validation); the best checkpoint is then evaluated
+on test as after early stopping. Recorded per model: seconds per training epoch and per
+validation, wall time to the best validation (from the start of training, including the
+checkpoint save) and in total, best epoch, validation NDCG@10 at best, test Recall/NDCG@10/20.
+
+The peer virtualenv (default ~/.cache/tf-attnrec-peers/recbole-venv, `--venv`) is created with
+`python3 -m venv` and filled from `benchmarks/peers/recbole-requirements.txt` when missing or
+when that file changed (a stamp in the venv); it needs PyPI. Usage:
+
+    python benchmarks/recbole_graph.py [--models LightGCN NGCF] [--data ML-1M.txt] [--seed 2020]
+        [--epochs 1000] [--time-limit MINUTES] [--threads 2] [--work-dir DIR] [--venv DIR]
+        [--max-users N] [--output-json PATH] [--setup-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PEERS = REPO / "benchmarks" / "peers"
+DRIVER = PEERS / "recbole_driver.py"
+REQUIREMENTS = PEERS / "recbole-requirements.txt"
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "ml-1m" / "ml-1m.txt"
+PEER_CACHE = pathlib.Path(os.environ.get("TF_ATTNREC_PEER_CACHE", pathlib.Path.home() / ".cache" / "tf-attnrec-peers"))
+DEFAULT_VENV = PEER_CACHE / "recbole-venv"
+DEFAULT_WORK = PEER_CACHE / "recbole-work"
+STAMP = ".tf-attnrec-requirements.sha256"
+PARTS = (("train", "train"), ("validation", "valid"), ("test", "test"))  # RatioSplit attribute, file suffix
+
+MODEL_CONFIGS = {
+    "LightGCN": {"learning_rate": 0.002, "n_layers": 3, "reg_weight": 1e-4, "embedding_size": 64},
+    "NGCF": {"learning_rate": 0.0002, "embedding_size": 64, "hidden_size_list": [64, 64, 64],
+             "node_dropout": 0.0, "message_dropout": 0.1, "reg_weight": 1e-5},
+}
+METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class PeerSetupError(RuntimeError):
+    """The peer virtualenv could not be built or does not import; names the failed step."""
+
+
+# --------------------------------------------------------------------------------------
+# The peer virtualenv.
+# --------------------------------------------------------------------------------------
+def venv_python(venv: pathlib.Path) -> pathlib.Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _clean_env(**extra: str) -> dict:
+    """The environment for peer processes: this interpreter's virtualenv and paths left out."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update(extra)
+    return env
+
+
+def _step(name: str, cmd: Sequence[str], log: pathlib.Path, hint: str = "") -> None:
+    print(f"[peer venv] {name}: {' '.join(map(str, cmd))}", flush=True)
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(map(str, cmd))}\n")
+        f.flush()
+        try:
+            rc = subprocess.call([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, env=_clean_env())
+        except OSError as e:
+            raise PeerSetupError(f"peer venv step '{name}' could not start: {e}") from e
+    if rc != 0:
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-25:])
+        raise PeerSetupError(
+            f"peer venv step '{name}' failed (exit {rc}). {hint}\n"
+            f"Full log: {log}\n--- last lines ---\n{tail}")
+
+
+def ensure_venv(venv: pathlib.Path, requirements: pathlib.Path, base_python: str, log: pathlib.Path,
+                rebuild: bool = False) -> dict:
+    """Creates / fills the peer venv when needed; returns the versions it imports.
+
+    Raises:
+        PeerSetupError: a step failed (`create virtualenv`, `pip install`, `import check`).
+    """
+    if not requirements.is_file():
+        raise PeerSetupError(f"peer venv step 'read requirements' failed: {requirements} does not exist.")
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    py = venv_python(venv)
+    stamp = venv / STAMP
+    if rebuild and venv.exists():
+        shutil.rmtree(venv)
+    if not (py.exists() and stamp.exists() and stamp.read_text().strip() == digest):
+        if not py.exists():
+            _step("create virtualenv", [base_python, "-m", "venv", venv], log,
+                  "Is the venv module installed (Debian: apt-get install python3-venv)?")
+        _step("pip install", [py, "-m", "pip", "install", "--disable-pip-version-check", "-r", requirements], log,
+              "Installing torch + recbole needs PyPI; no network, or a pin that does not resolve here?")
+    check = ("import json, importlib.metadata as m, recbole, torch, numpy, scipy, pandas;"
+             "print(json.dumps({n: m.version(n) for n in ('recbole', 'torch', 'numpy', 'scipy', 'pandas')}))")
+    out = subprocess.run([str(py), "-c", check], check=False, capture_output=True, text=True, env=_clean_env())
+    if out.returncode != 0:
+        stamp.unlink(missing_ok=True)
+        raise PeerSetupError(
+            f"peer venv step 'import check' failed: {py} cannot import recbole/torch.\n{out.stderr[-3000:]}\n"
+            f"Rebuild with --rebuild-venv.")
+    stamp.write_text(digest + "\n")
+    versions = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"[peer venv] {venv}: {versions}", flush=True)
+    return versions
+
+
+# --------------------------------------------------------------------------------------
+# The split, as RecBole atomic files.
+# --------------------------------------------------------------------------------------
+def write_split(data: pathlib.Path, seed: int, max_users: int | None, root: pathlib.Path, name: str) -> dict:
+    """Writes `root/name/name.{train,valid,test}.inter`; returns the split's sizes."""
+    import numpy as np
+    import pandas as pd
+
+    from tf_attnrec.data.ratio_split import ratio_split
+    from tf_attnrec.data.readers import read_sasrec_txt
+
+    df = read_sasrec_txt(data)
+    if max_users:
+        keep = np.sort(df["user_id"].unique())[:max_users]
+        df = df[df["user_id"].isin(keep)].reset_index(drop=True)
+    split = ratio_split(df, ratios=(0.8, 0.1, 0.1), seed=seed)
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for attr, suffix in PARTS:
+        per_user = getattr(split, attr)
+        lengths = np.array([len(x) for x in per_user])
+        users = np.repeat(np.asarray(split.users), lengths)
+        items = split.vocabulary.raw_ids(np.concatenate(per_user)) if lengths.sum() else np.array([], np.int64)
+        frame = pd.DataFrame({"user_id:token": users, "item_id:token": np.asarray(items)})
+        frame.to_csv(folder / f"{name}.{suffix}.inter", sep="\t", index=False)
+    counts = split.num_interactions()
+    return {"users": int(split.num_users), "items": int(split.vocabulary.num_items),
+            "interactions": {"train": counts["train"], "valid": counts["validation"], "test": counts["test"]},
+            "valid_users": len(split.evaluable_users("validation")),
+            "test_users": len(split.evaluable_users("test"))}
+
+
+# --------------------------------------------------------------------------------------
+# One model.
+# --------------------------------------------------------------------------------------
+def recbole_config(model: str, args, data_root: pathlib.Path, run_dir: pathlib.Path) -> dict:
+    config = {
+        "data_path": str(data_root),
+        "checkpoint_dir": str(run_dir / "saved"),
+        "benchmark_filename": ["train", "valid", "test"],
+        "load_col": {"inter": ["user_id", "item_id"]},
+        "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": "item_id",
+        # Ignored with benchmark files except `mode` (full ranking); kept as the protocol's name.
+        "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user", "mode": "full"},
+        "metrics": ["Recall", "NDCG"],
+        "topk": [10, 20],
+        "valid_metric": "NDCG@10",
+        "metric_decimal_place": 6,
+        "train_batch_size": args.train_batch_size,
+        "eval_batch_size": args.eval_batch_size,
+        "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "alpha": 1.0,
+                                  "dynamic": False, "candidate_num": 0},
+        "eval_step": 1,
+        "stopping_step": args.stopping_step,
+        "epochs": args.epochs,
+        "gpu_id": "",
+        "use_gpu": False,
+        "seed": args.seed,
+        "reproducibility": True,
+        "show_progress": False,
+        "state": "INFO",
+    }
+    config.update(MODEL_CONFIGS[model])
+    return config
+
+
+def run_model(model: str, args, py: pathlib.Path, data_root: pathlib.Path, name: str, work: pathlib.Path) -> dict:
+    run_dir = work / "runs" / f"{name}-{model}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = {"model": model, "dataset": name, "threads": args.threads,
+           "time_limit_s": None if args.time_limit is None else 60.0 * args.time_limit,
+           "config_dict": recbole_config(model, args, data_root, run_dir)}
+    (run_dir / "run.json").write_text(json.dumps(run, indent=2))
+    result_path = run_dir / "result.json"
+    threads = str(args.threads)
+    env = _clean_env(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
+    cmd = [str(py), str(DRIVER), "--config", str(run_dir / "run.json"), "--result", str(result_path)]
+    print(f"[{model}] {' '.join(cmd)}  (cwd {run_dir})", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace")
+    try:
+        for line in proc.stdout:
+            print(f"[{model}] {ANSI.sub('', line)}", end="", flush=True)
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
+        raise
+    wall = time.perf_counter() - t0
+    if rc != 0 or not result_path.exists():
+        return {"model": model, "error": f"driver exited {rc}; see the [{model}] lines above", "run_dir": str(run_dir)}
+    result = json.loads(result_path.read_text())
+    result.update({"subprocess_wall_s": wall, "run_dir": str(run_dir), "config": run["config_dict"]})
+    return result
+
+
+def summary(result: dict) -> dict:
+    if "error" in result:
+        return {"model": result["model"], "error": result["error"]}
+
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else None
+
+    out = {k: result[k] for k in ("model", "best_epoch", "epochs_run", "stopped_by", "time_to_best_s", "fit_s",
+                                  "total_s", "data_s", "test_eval_s")}
+    out["train_epoch_s_mean"] = mean(result["train_epoch_s"])
+    out["valid_s_mean"] = mean(result["valid_s"])
+    out["valid_ndcg@10"] = (result["best_valid"] or {}).get("ndcg@10")
+    out.update({f"test_{m}": (result["test"] or {}).get(m) for m in METRICS})
+    out["threads"] = result["threads"]
+    return out
+
+
+def table(rows: Sequence[dict]) -> str:
+    cols = [("model", "model", "{}"), ("best_epoch", "best ep", "{}"), ("epochs_run", "epochs", "{}"),
+            ("stopped_by", "stop", "{}"), ("train_epoch_s_mean", "s/epoch", "{:.1f}"),
+            ("valid_s_mean", "s/valid", "{:.1f}"), ("time_to_best_s", "to best s", "{:.0f}"),
+            ("total_s", "total s", "{:.0f}"), ("valid_ndcg@10", "val N@10", "{:.4f}")]
+    cols += [(f"test_{m}", m.replace("recall", "R").replace("ndcg", "N"), "{:.4f}") for m in METRICS]
+
+    def cell(row, key, fmt):
+        v = row.get(key)
+        return "-" if v is None else fmt.format(v)
+
+    body = [[cell(r, k, f) if "error" not in r or k == "model" else ("ERROR" if k == "best_epoch" else "")
+             for k, _, f in cols] for r in rows]
+    heads = [h for _, h, _ in cols]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(heads)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(heads, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths)) for b in body]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(MODEL_CONFIGS), default=["LightGCN", "NGCF"])
+    parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA, help="SASRec-form `user item` text file")
+    parser.add_argument("--seed", type=int, default=2020, help="split seed and RecBole's seed")
+    parser.add_argument("--epochs", type=int, default=1000, help="max epochs (early stopping usually ends first)")
+    parser.add_argument("--time-limit", type=float, default=None, help="minutes of training per model")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in the peer")
+    parser.add_argument("--stopping-step", type=int, default=10)
+    parser.add_argument("--train-batch-size", type=int, default=2048)
+    parser.add_argument("--eval-batch-size", type=int, default=2 ** 24)
+    parser.add_argument("--max-users", type=int, default=None, help="smoke test: keep the first N users")
+    parser.add_argument("--work-dir", type=pathlib.Path, default=DEFAULT_WORK)
+    parser.add_argument("--venv", type=pathlib.Path, default=DEFAULT_VENV, help="the peer virtualenv")
+    parser.add_argument("--requirements", type=pathlib.Path, default=REQUIREMENTS)
+    parser.add_argument("--base-python", default=shutil.which("python3") or sys.executable,
+                        help="interpreter that creates the venv (`-m venv`)")
+    parser.add_argument("--rebuild-venv", action="store_true", help="delete and rebuild the peer venv")
+    parser.add_argument("--setup-only", action="store_true", help="build the peer venv and exit")
+    parser.add_argument("--output-json", type=pathlib.Path, default=None)
+    args = parser.parse_args(argv)
+
+    work = args.work_dir.expanduser().resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    started = datetime.datetime.now().astimezone()
+    try:
+        versions = ensure_venv(args.venv.expanduser(), args.requirements, args.base_python,
+                               work / "peer-venv-install.log", rebuild=args.rebuild_venv)
+    except PeerSetupError as e:
+        print(f"recbole_graph: {e}", file=sys.stderr)
+        return 2
+    if args.setup_only:
+        return 0
+
+    name = f"ml1m_s{args.seed}" + (f"_u{args.max_users}" if args.max_users else "")
+    data_root = work / "data"
+    t0 = time.perf_counter()
+    split_info = write_split(args.data, args.seed, args.max_users, data_root, name)
+    print(f"[split] {name}: {split_info} written to {data_root / name} in {time.perf_counter() - t0:.1f}s",
+          flush=True)
+
+    py = venv_python(args.venv.expanduser())
+    results, rows = [], []
+    for model in args.models:
+        result = run_model(model, args, py, data_root, name, work)
+        if "error" not in result and result["interactions"] != split_info["interactions"]:
+            result["error"] = f"RecBole's part sizes {result['interactions']} differ from ours {split_info['interactions']}"
+        results.append(result)
+        rows.append(summary(result))
+        print(json.dumps(rows[-1]), flush=True)
+
+    print("\nRecBole 1.2.1 on tf-attnrec's ratio_split of "
+          f"{args.data.name} (seed {args.seed}, {split_info['users']} users, {split_info['items']} items, "
+          f"CPU, {args.threads} threads; timings on a shared machine)")
+    print(table(rows))
+    if args.output_json:
+        report = {"benchmark": "recbole_graph", "date": started.isoformat(timespec="seconds"),
+                  "command": [sys.executable, *sys.argv], "host": platform.node(), "platform": platform.platform(),
+                  "cpu_count": os.cpu_count(), "data": str(args.data), "seed": args.seed, "split": split_info,
+                  "peer_versions": versions, "time_limit_min": args.time_limit, "summary": rows, "results": results}
+        args.output_json.parent.mkdir(parents=True, exist_ok=True)
+        args.output_json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.output_json}")
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Sparse products for the graph layers, through TensorFlow's CSR kernels.
+
+`tf.sparse.sparse_dense_matmul` (COO) runs its rows one thread at a time; the CSR kernel
+(`SparseMatrixMatMul`) is about 8x faster on ML-1M's 1.6M-entry adjacency (45 ms against
+350 ms for 64 columns on 2 cores). The CSR conversion needs row-major indices, so an edge
+list that is not in that order is reordered first (checking the order is one pass over the
+indices; reordering is a sort). Gradients are written here, so that none is built for what
+needs none.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def _in_row_major_order(indices: tf.Tensor, num_columns: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """`(permutation, indices[permutation])` that puts `[E, 2]` indices in row-major order.
+
+    The permutation is the identity (no sort) when they already are.
+    """
+    keys = indices[:, 0] * tf.cast(num_columns, tf.int64) + indices[:, 1]
+    identity = tf.range(tf.shape(keys, out_type=tf.int64)[0])
+    permutation = tf.cond(tf.reduce_all(keys[1:] >= keys[:-1]), lambda: identity,
+                          lambda: tf.cast(tf.argsort(keys, stable=True), tf.int64))
+    return permutation, tf.gather(indices, permutation)
+
+
+def _csr(indices: tf.Tensor, values: tf.Tensor, dense_shape: tf.Tensor) -> tf.Tensor:
+    return tf.raw_ops.SparseTensorToCSRSparseMatrix(indices=indices, values=values, dense_shape=dense_shape)
+
+
+def sparse_matmul(adjacency: tf.SparseTensor, features: tf.Tensor) -> tf.Tensor:
+    """`adjacency @ features`; the gradient flows to `features` only.
+
+    The adjacency is data (a graph), never trained: no gradient reaches its values (the
+    kernel's registered gradient would build one for the sparse matrix too).
+
+    Args:
+        adjacency: float32 / float64 `tf.SparseTensor [targets, sources]`.
+        features: `[sources, D]` of the same dtype.
+
+    Returns:
+        `[targets, D]`.
+    """
+    permutation, indices = _in_row_major_order(adjacency.indices, adjacency.dense_shape[1])
+    values = tf.gather(adjacency.values, permutation)
+
+    @tf.custom_gradient
+    def multiply(x: tf.Tensor) -> tuple:
+        def gradient(upstream: tf.Tensor) -> tf.Tensor:
+            # The CSR matrix is built again here rather than captured: a SavedModel cannot
+            # save a gradient function that captures a variant tensor of the forward pass.
+            matrix = _csr(indices, values, adjacency.dense_shape)
+            return tf.raw_ops.SparseMatrixMatMul(a=matrix, b=upstream, transpose_a=True)
+
+        return tf.raw_ops.SparseMatrixMatMul(a=_csr(indices, values, adjacency.dense_shape), b=x), gradient
+
+    return multiply(features)
+
+
+def edge_weighted_matmul(indices: tf.Tensor, weights: tf.Tensor, dense_shape: tf.Tensor,
+                         features: tf.Tensor) -> tf.Tensor:
+    """`W @ features` for the sparse `W` with entries `weights` at `indices`; both get gradients.
+
+    For attention, where the edge weights are computed (and trained): the product never
+    builds the `[E, D]` messages, and the weights' gradient `dW_e = <upstream[row_e],
+    features[col_e]>` builds them once.
+
+    Args:
+        indices: int64 `[E, 2]` (target, source) pairs, in any order.
+        weights: float32 `[E]` edge weights.
+        dense_shape: int64 `[2]`, `[targets, sources]`.
+        features: float32 `[sources, D]`.
+
+    Returns:
+        float32 `[targets, D]`.
+    """
+    permutation, ordered = _in_row_major_order(indices, dense_shape[1])
+    rows, cols = ordered[:, 0], ordered[:, 1]
+
+    @tf.custom_gradient
+    def multiply(values: tf.Tensor, x: tf.Tensor) -> tuple:
+        def gradient(upstream: tf.Tensor) -> tuple:
+            grad_values = tf.reduce_sum(tf.gather(upstream, rows) * tf.gather(x, cols), axis=-1)
+            matrix = _csr(ordered, values, dense_shape)  # built again: see sparse_matmul
+            return grad_values, tf.raw_ops.SparseMatrixMatMul(a=matrix, b=upstream, transpose_a=True)
+
+        return tf.raw_ops.SparseMatrixMatMul(a=_csr(ordered, values, dense_shape), b=x), gradient
+
+    return multiply(tf.gather(weights, permutation), features)
+
+
+__all__ = ["edge_weighted_matmul", "sparse_matmul"]

@@ -1,0 +1,211 @@
+"""GC-SAN: a gated graph network over the session graph, then self-attention (Xu et al., 2019)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import tensorflow as tf
+
+from tf_attnrec.layers.gated_graph import GatedGraphConvolution, session_graph
+from tf_attnrec.layers.transformer import TransformerBlock
+from tf_attnrec.models.registry import register_model
+from tf_attnrec.models.sequence_encoder import AttentionSequenceEncoder
+from tf_attnrec.models.sequential_retrieval import SequentialRetrievalModel
+
+
+@tf.keras.utils.register_keras_serializable(package="tf_attnrec")
+class GCSANEncoder(AttentionSequenceEncoder):
+    """Session graph -> gated graph layer -> causal self-attention; graph/attention mix.
+
+    Follows RecBole's `GCSAN` (Xu et al., IJCAI 2019, "Graph Contextualized Self-Attention
+    Network for Session-based Recommendation"):
+
+    1. The history's session graph (`session_graph`): one node per distinct item, an edge
+       for every pair of consecutive items, in/out adjacency averaged by in/out degree.
+    2. `GatedGraphConvolution` (SR-GNN's gated graph layer) for `num_steps` steps over the
+       node embeddings; the node states are put back in sequence order (a repeated item
+       has the same state at each of its positions). No position embeddings, as in the
+       paper and RecBole.
+    3. `num_blocks` causal `TransformerBlock`s over those states (post-LN, as RecBole's
+       `TransformerEncoder`).
+    4. Query = `graph_weight * attention_last + (1 - graph_weight) * graph_last`: the last
+       position's self-attention output and its graph state (the paper's `omega`; RecBole's
+       `weight` = 0.6). Note: `graph_weight` is the weight of the self-attention output
+       (as `omega` and RecBole's `weight` are); the graph state gets `1 - graph_weight`.
+
+    `supports_all_positions` is False: the state at position `t` is not a function of the
+    items `<= t`. The graph is built from the whole history, so the node state of the item at
+    `t` already averages its successors (later items) through `A_out`, and an item seen again
+    later gets those later edges too; then every position attends over such states. A causal
+    version needs one graph (and one set of attended states) per prefix, `O(L^3)` per
+    sequence, i.e. the cost of training on every prefix separately. So the head trains on
+    sampled prefixes (`prefixes_per_sequence`), which is how RecBole trains GC-SAN: only the
+    last position's output, over every prefix of each sequence (its data augmentation).
+
+    Not followed from RecBole: its embedding regulariser (`reg_weight` 5e-5 times the
+    Frobenius norm of the item table divided by the number of items, ~1e-7 of the loss at
+    init) is left out; `TransformerBlock` has a dropout between its two feed-forward layers
+    that RecBole's feed-forward lacks. Item id 1 (OOV) is a node like any item.
+
+    Args:
+        vocab_size: Rows of the item table (`num_items + 2`).
+        max_length: Longest history (the dense graphs are `[B, max_length, max_length]`).
+        hidden_dim: Embedding / model width `D` (RecBole `hidden_size` 64).
+        num_steps: Gated graph steps (RecBole `step` 1).
+        num_blocks: Self-attention blocks (RecBole `n_layers` 1).
+        num_heads: Attention heads per block (RecBole `n_heads` 1).
+        ff_dim: Feed-forward width (default `4 * hidden_dim`, RecBole `inner_size` 256).
+        ff_activation: Feed-forward activation (RecBole "gelu").
+        dropout: Dropout on the attention and feed-forward outputs (RecBole 0.2).
+        attention_dropout: Dropout on attention weights (default `dropout`; RecBole 0.2).
+        graph_weight: `omega` in `[0, 1]`: the query's weight of the self-attention output
+            (the last item's graph state gets `1 - omega`; RecBole `weight` 0.6, the paper
+            suggests 0.4 - 0.8).
+        norm_first: Pre-LN blocks plus a final LayerNorm (True) or post-LN (False, RecBole).
+        layer_norm_epsilon: Epsilon of the LayerNorms (RecBole 1e-12).
+        initializer_range: Standard deviation of the normal init of the item table, the
+            graph layer's edge projections and the Transformer kernels (RecBole 0.02); None
+            keeps Glorot-uniform. The graph layer's gate weights always start from
+            `U(-1/sqrt(D), 1/sqrt(D))`, as in RecBole.
+        **kwargs: Standard `tf.keras.layers.Layer` arguments.
+
+    Call arguments:
+        history: int `[B, L]` item ids, left-padded with 0, most recent last.
+        training: Python bool, enables dropout.
+
+    Returns:
+        `[B, hidden_dim]` query for the last position (0 for an all-padding history).
+
+    Example:
+        >>> encoder = GCSANEncoder(vocab_size=12, max_length=5, hidden_dim=8)
+        >>> encoder(tf.constant([[0, 0, 4, 5, 4]])).shape
+        TensorShape([1, 8])
+    """
+
+    supports_all_positions = False
+    #: What `attention_weights` returns (shown by `tf-attnrec explain`).
+    attention_description = (
+        "query (last position) softmax attention over the graph states, last block"
+    )
+    config_keys = (
+        *AttentionSequenceEncoder.config_keys,
+        "hidden_dim", "num_steps", "num_blocks", "num_heads", "ff_dim", "ff_activation",
+        "dropout", "attention_dropout", "graph_weight", "norm_first", "layer_norm_epsilon",
+        "initializer_range",
+    )
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_length: int = 50,
+        hidden_dim: int = 64,
+        num_steps: int = 1,
+        num_blocks: int = 1,
+        num_heads: int = 1,
+        ff_dim: Optional[int] = None,
+        ff_activation: str = "gelu",
+        dropout: float = 0.2,
+        attention_dropout: Optional[float] = None,
+        graph_weight: float = 0.6,
+        norm_first: bool = False,
+        layer_norm_epsilon: float = 1e-12,
+        initializer_range: Optional[float] = 0.02,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(vocab_size, max_length, **kwargs)
+        name = "GCSANEncoder"
+        if hidden_dim % num_heads:
+            raise ValueError(
+                f"{name}: `hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
+            )
+        if num_blocks < 1:
+            raise ValueError(f"{name}: `num_blocks` must be >= 1; got {num_blocks!r}.")
+        if not 0.0 <= float(graph_weight) <= 1.0:
+            raise ValueError(f"{name}: `graph_weight` must be in [0, 1]; got {graph_weight!r}.")
+        if initializer_range is not None and not initializer_range > 0:
+            raise ValueError(
+                f"{name}: `initializer_range` must be a positive standard deviation or None; "
+                f"got {initializer_range!r}."
+            )
+        self.hidden_dim = hidden_dim
+        self.num_steps = num_steps
+        self.num_blocks = num_blocks
+        self.num_heads = num_heads
+        self.ff_dim = ff_dim
+        self.ff_activation = ff_activation
+        self.dropout = float(dropout)
+        self.attention_dropout = attention_dropout
+        self.graph_weight = float(graph_weight)
+        self.norm_first = norm_first
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer_range = initializer_range
+        initializer: Any = (
+            "glorot_uniform"
+            if initializer_range is None
+            else tf.keras.initializers.RandomNormal(stddev=initializer_range)
+        )
+        self.embedding = self._input_embedding(
+            hidden_dim, position=None, dropout=0.0, scale=False, embeddings_initializer=initializer
+        )
+        self.gated_graph = GatedGraphConvolution(
+            num_steps, kernel_initializer=initializer, name="gated_graph"
+        )
+        self.blocks = [
+            TransformerBlock(
+                num_heads=num_heads,
+                hidden_dim=hidden_dim,
+                ff_dim=ff_dim or 4 * hidden_dim,
+                ff_activation=ff_activation,
+                dropout=self.dropout,
+                attention_dropout=self.dropout if attention_dropout is None else attention_dropout,
+                norm_first=norm_first,
+                causal=True,
+                layer_norm_epsilon=layer_norm_epsilon,
+                kernel_initializer=initializer,
+                name=f"transformer_block_{i}",
+            )
+            for i in range(num_blocks)
+        ]
+        self.final_norm = (
+            tf.keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm")
+            if norm_first
+            else None
+        )
+
+    def _embed(
+        self, history: tf.Tensor, training: Optional[bool] = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The graph-contextualised states `[B, L', D]` in sequence order and the mask `[B, L']`.
+
+        What the self-attention reads (and what `attention_weights` explains): each position
+        holds its item's node state after the gated graph layer; 0 at padding.
+        """
+        history = self._prepare(history)
+        mask = tf.not_equal(history, 0)
+        graph = session_graph(history)
+        nodes = self.embedding(graph.node_ids, training=training)
+        nodes = self.gated_graph(nodes, graph.adjacency, mask=tf.not_equal(graph.node_ids, 0))
+        states = tf.gather(nodes, graph.alias, batch_dims=1)
+        return states * tf.cast(mask, states.dtype)[:, :, tf.newaxis], mask
+
+    def call(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        x, mask = self._embed(history, training=training)
+        graph_last = x[:, -1, :]  # left padding: the last position is the most recent item
+        for block in self.blocks:
+            x = block(x, mask=mask, training=training)
+        if self.final_norm is not None:
+            x = self.final_norm(x) * tf.cast(mask, x.dtype)[:, :, tf.newaxis]
+        return self.graph_weight * x[:, -1, :] + (1.0 - self.graph_weight) * graph_last
+
+    def _query_attention(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """The last position's self-attention `[B, num_heads, L]` in the last block."""
+        for block in self.blocks[:-1]:
+            x = block(x, mask=mask, training=False)
+        return self.blocks[-1].attention_weights(x, mask=mask)[:, :, -1, :]
+
+
+@register_model("retrieval", (GCSANEncoder, SequentialRetrievalModel),
+                training={"split_long_sequences": True}, tiny={"hidden_dim": 8, "max_length": 8, "num_blocks": 1})
+def gcsan(vocab_size: int, **config: Any) -> SequentialRetrievalModel:
+    """GC-SAN: gated graph network over the session graph, then self-attention (sampled prefixes)."""
+    return SequentialRetrievalModel.with_encoder(GCSANEncoder, vocab_size, name="gcsan", **config)
