@@ -137,16 +137,18 @@ def test_a_model_whose_features_the_data_lacks_is_named(log_csv, tmp_path):
 
 
 def test_collaborative_on_a_users_csv_log(log_csv, tmp_path):
-    """lightgcn through the command line (in-process: the other kinds pay the subprocesses)."""
-    run_dir = tmp_path / "lightgcn"
+    """gat_cf through the command line (in-process: the other kinds pay the subprocesses)."""
+    run_dir = tmp_path / "gat_cf"
     data = ("--data", str(log_csv), "--user-col", "u", "--item-col", "i")
-    trained = ok(in_process("train", "--model", "lightgcn", *data, "--output", str(run_dir), "--epochs", "1",
-                            "--set", "embedding_dim=8", "--quiet"))
+    trained = ok(in_process("train", "--model", "gat_cf", *data, "--output", str(run_dir), "--epochs", "1",
+                            "--set", "embedding_dim=8", "--set", "num_layers=1", "--quiet"))
     assert "collaborative" in trained and (run_dir / "graph.npz").is_file()
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert f"{test['ndcg@10']:.4f}" in ok(in_process("evaluate", str(run_dir)))
-    exported = ok(in_process("export", str(run_dir), "--output", str(tmp_path / "serving" / "lightgcn" / "1"), "-k", "5"))
+    exported = ok(in_process("export", str(run_dir), "--output", str(tmp_path / "serving" / "gat_cf" / "1"), "-k", "5"))
     assert "user_id" in exported and "known_user" in exported
+    explained = ok(in_process("explain", str(run_dir), "--user", "1", "--output", str(tmp_path / "gat.png")))
+    assert "Items the user's vector attends to" in explained and (tmp_path / "gat.png").is_file()
     refused(in_process("recommend", str(run_dir), "--history", "1,50"), "collaborative model", "user_id")
-    refused(in_process("export", str(run_dir), "--output", str(tmp_path / "serving" / "lightgcn" / "2"), "--index",
+    refused(in_process("export", str(run_dir), "--output", str(tmp_path / "serving" / "gat_cf" / "2"), "--index",
                        "scann"), "--index do not apply to collaborative exports")

@@ -336,8 +336,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     """The attention behind one recommendation (retrieval) or one score (ranking): table + PNG."""
     from tf_attnrec import explain, runs
 
+    from tf_attnrec import explain_graph
+
     task, run = _load_run(pathlib.Path(args.run_dir))
-    explain.check_explainable(run.model)
     try:
         explain.require_matplotlib()
     except ImportError as error:
@@ -345,11 +346,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 1
     dataset = _run_dataset(run, args)
     item = _as_int(args.item) if args.item is not None else None
-    explanation = task.explain(run, dataset, _as_int(args.user), item)
+    explanation = task.explain(run, dataset, _as_int(args.user), item)  # refuses a model without attention
     titles = runs.read_items(run.run_dir)
     output = pathlib.Path(args.output or run.run_dir / f"explain_user{explanation['user']}_item{explanation['item']}.png")
-    print(explain.format_explanation(explanation, titles, top=args.top))
-    explain.plot_attention(explanation, output, titles=titles, highlight=args.top)
+    if explanation.get("kind") == explain_graph.KIND:
+        print(explain_graph.format_graph_explanation(explanation, titles, top=args.top))
+        explain_graph.plot_graph_attention(explanation, output, titles=titles)
+    else:
+        print(explain.format_explanation(explanation, titles, top=args.top))
+        explain.plot_attention(explanation, output, titles=titles, highlight=args.top)
     print(f"Wrote the attention heatmap to {output}.")
     return 0
 

@@ -26,7 +26,7 @@ from tf_attnrec.data.dataset import Dataset
 from tf_attnrec.data.graph import InteractionGraph
 from tf_attnrec.data.pair_batches import bpr_triples
 from tf_attnrec.data.ratio_split import RatioSplit, ratio_split
-from tf_attnrec.data.vocabulary import Vocabulary
+from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
 from tf_attnrec.evaluation.item_sets import evaluate_item_sets
 from tf_attnrec.models.graph_cf import GraphCFModel
 from tf_attnrec.models.registry import ModelSpec
@@ -270,3 +270,23 @@ class CollaborativeTask(Task):
             f"{run.config.get('model')} is a collaborative model: it knows its users by id, not by a history. "
             "Export it (`tf-attnrec export`) and send `user_id`, or use graphsage_cf / sasrec for histories."
         )
+
+    def explain(self, run: Run, dataset: Dataset, user: Any, item: Optional[Any]) -> dict:
+        """The attention over the user's and the item's neighbours (`tf_attnrec.explain_graph`)."""
+        from tf_attnrec.explain_graph import explain_graph_recommendation
+
+        model = run.model
+        if not hasattr(model, "edge_attention"):
+            raise UnsupportedCommand(
+                f"{run.config.get('model')} has no attention to explain (its edge weights are fixed); "
+                "explain a gat_cf run.")
+        users: Vocabulary = run.artifacts["user_vocabulary"]
+        row = int(users.lookup(user)) - FIRST_ID
+        scores = None
+        if row >= 0:
+            scores = user_score_function(model)(tf.constant([row], tf.int32)).numpy()[0].astype(np.float64)
+            graph: InteractionGraph = run.artifacts["graph"]
+            scores[graph.item_index[graph.user_index == row] + FIRST_ID] = -np.inf  # seen in training
+            scores[:FIRST_ID] = -np.inf
+        return explain_graph_recommendation(model, run.artifacts["vocabulary"], users, user, item, scores)
+
