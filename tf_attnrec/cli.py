@@ -339,6 +339,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from tf_attnrec import explain_graph
 
     task, run = _load_run(pathlib.Path(args.run_dir))
+    task.check_explainable(run)
     try:
         explain.require_matplotlib()
     except ImportError as error:
@@ -346,7 +347,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 1
     dataset = _run_dataset(run, args)
     item = _as_int(args.item) if args.item is not None else None
-    explanation = task.explain(run, dataset, _as_int(args.user), item)  # refuses a model without attention
+    explanation = task.explain(run, dataset, _as_int(args.user), item)
     titles = runs.read_items(run.run_dir)
     output = pathlib.Path(args.output or run.run_dir / f"explain_user{explanation['user']}_item{explanation['item']}.png")
     if explanation.get("kind") == explain_graph.KIND:
@@ -454,8 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="which history items drove a recommendation or a score",
                                   description="Show the attention weight of each history item of one user (the "
                                   "user's history at test time) for a model with attention: the query's attention "
-                                  "for a retrieval model (sasrec, lstm_attention, attention_pooling), the "
-                                  "candidate's for a ranking model (din, bst). A text table and a PNG heatmap.")
+                                  "for a retrieval model (sasrec, lstm_attention, attention_pooling, gcsan), the "
+                                  "candidate's for a ranking model (din, bst); for gat_cf the attention of the user "
+                                  "over their items and of the item over its users. A text table and a PNG heatmap.")
     explain.add_argument("run_dir", metavar="RUN_DIR")
     explain.add_argument("--user", required=True, help="raw user id, as in the dataset files")
     explain.add_argument("--item", help="raw item id of the candidate (ranking: required; retrieval: "

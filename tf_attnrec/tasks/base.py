@@ -191,6 +191,15 @@ class Task(abc.ABC):
         """Top-k items for a history of raw item ids."""
         raise UnsupportedCommand(f"{run.config.get('model')} ({self.name}) cannot recommend from a history.")
 
+    def check_explainable(self, run: Run) -> None:
+        """Raises (naming the models that can) when `run`'s model has no attention to explain.
+
+        Called before the run's data is read, so a refusal costs nothing.
+        """
+        from tf_attnrec import explain
+
+        explain.check_explainable(run.model)
+
     def explain(self, run: Run, dataset: Dataset, user: Any, item: Optional[Any]) -> dict:
         """The attention behind one recommendation or score (see `tf_attnrec.explain`)."""
         raise UnsupportedCommand(f"{run.config.get('model')} ({self.name}) has nothing to explain.")

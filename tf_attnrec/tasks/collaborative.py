@@ -271,15 +271,18 @@ class CollaborativeTask(Task):
             "Export it (`tf-attnrec export`) and send `user_id`, or use graphsage_cf / sasrec for histories."
         )
 
+    def check_explainable(self, run: Run) -> None:
+        if not hasattr(run.model, "edge_attention"):
+            raise UnsupportedCommand(
+                f"{run.config.get('model')} has no attention to explain (its edge weights are fixed); "
+                "explain a gat_cf run.")
+
     def explain(self, run: Run, dataset: Dataset, user: Any, item: Optional[Any]) -> dict:
         """The attention over the user's and the item's neighbours (`tf_attnrec.explain_graph`)."""
         from tf_attnrec.explain_graph import explain_graph_recommendation
 
+        self.check_explainable(run)
         model = run.model
-        if not hasattr(model, "edge_attention"):
-            raise UnsupportedCommand(
-                f"{run.config.get('model')} has no attention to explain (its edge weights are fixed); "
-                "explain a gat_cf run.")
         users: Vocabulary = run.artifacts["user_vocabulary"]
         row = int(users.lookup(user)) - FIRST_ID
         scores = None
