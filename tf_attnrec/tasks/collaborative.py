@@ -120,16 +120,25 @@ def save_collaborative_run(model: GraphCFModel, split: RatioSplit, run_dir: Path
     return run_dir
 
 
-def check_same_graph(run_dir: PathLike, split: RatioSplit, graph: InteractionGraph) -> None:
-    """ValueError unless the run at `run_dir` was trained on `split`'s users and training graph."""
+def load_users_and_graph(run_dir: PathLike) -> tuple[Vocabulary, InteractionGraph]:
+    """The user vocabulary and training graph a collaborative run saved."""
     run_dir = pathlib.Path(run_dir)
     users_path = run_dir / runs.USER_VOCABULARY_FILE
     if not users_path.is_file():
         raise FileNotFoundError(f"{users_path} not found: {run_dir} is not a collaborative run.")
-    stored = InteractionGraph.load(run_dir / runs.GRAPH_FILE)
-    if (Vocabulary.from_json(users_path.read_text()) != Vocabulary(split.users)
-            or not np.array_equal(stored.user_index, graph.user_index)
-            or not np.array_equal(stored.item_index, graph.item_index)):
+    return Vocabulary.from_json(users_path.read_text()), InteractionGraph.load(run_dir / runs.GRAPH_FILE)
+
+
+def check_same_graph(run_dir: PathLike, split: RatioSplit, graph: InteractionGraph,
+                     stored: Optional[tuple[Vocabulary, InteractionGraph]] = None) -> None:
+    """ValueError unless the run at `run_dir` was trained on `split`'s users and training graph.
+
+    `stored` is what `load_users_and_graph(run_dir)` returns, when the caller already has it.
+    """
+    users, stored_graph = stored or load_users_and_graph(run_dir)
+    if (users != Vocabulary(split.users)
+            or not np.array_equal(stored_graph.user_index, graph.user_index)
+            or not np.array_equal(stored_graph.item_index, graph.item_index)):
         raise ValueError(
             f"{run_dir}: its users or training graph differ from this data's (another dataset or split_seed); "
             "continue a run with the data and split it was trained on."
@@ -221,7 +230,8 @@ class CollaborativeTask(Task):
                 "items the run was trained on; pass the data used for training."
             )
         split = ratio_split(dataset.interactions, seed=seed, vocabulary=run.artifacts["vocabulary"])
-        check_same_graph(run.run_dir, split, InteractionGraph.from_sequence_split(split))
+        check_same_graph(run.run_dir, split, InteractionGraph.from_sequence_split(split),
+                         (run.artifacts["user_vocabulary"], run.artifacts["graph"]))  # loaded once, by load_run
         return split
 
     def item_vocabulary(self, data: RatioSplit) -> Vocabulary:
@@ -250,14 +260,11 @@ class CollaborativeTask(Task):
 
     def load_run(self, run_dir: pathlib.Path, config: dict) -> Run:
         model, vocabulary, _ = runs.load_model(run_dir)
-        users_path = run_dir / runs.USER_VOCABULARY_FILE
-        if vocabulary is None or not users_path.is_file():
-            raise FileNotFoundError(f"{run_dir}: a collaborative run needs {runs.VOCABULARY_FILE} and "
-                                    f"{runs.USER_VOCABULARY_FILE}.")
-        graph = InteractionGraph.load(run_dir / runs.GRAPH_FILE)
+        if vocabulary is None:
+            raise FileNotFoundError(f"{run_dir / runs.VOCABULARY_FILE} not found; cannot map raw item ids.")
+        users, graph = load_users_and_graph(run_dir)
         model.set_graph(graph)
-        return Run(run_dir, model, config, {"vocabulary": vocabulary, "graph": graph,
-                                            "user_vocabulary": Vocabulary.from_json(users_path.read_text())})
+        return Run(run_dir, model, config, {"vocabulary": vocabulary, "graph": graph, "user_vocabulary": users})
 
     def export(self, run: Run, output: pathlib.Path, *, overwrite: bool = False, **options: Any) -> Any:
         from tf_attnrec.export.user_topk import export_user_topk
