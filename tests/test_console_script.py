@@ -151,4 +151,13 @@ def test_collaborative_on_a_users_csv_log(log_csv, tmp_path):
     assert "Items the user's vector attends to" in explained and (tmp_path / "gat.png").is_file()
     refused(in_process("recommend", str(run_dir), "--history", "1,50"), "collaborative model", "user_id")
     refused(in_process("export", str(run_dir), "--output", str(tmp_path / "serving" / "gat_cf" / "2"), "--index",
-                       "scann"), "--index do not apply to collaborative exports")
+                       "scann"), "--index does not apply to gat_cf", "user ids")
+
+    # The inductive model of the same task serves raw histories: recommend and a history export.
+    sage_dir = tmp_path / "graphsage_cf"
+    ok(in_process("train", "--model", "graphsage_cf", *data, "--output", str(sage_dir), "--epochs", "1",
+                  "--set", "embedding_dim=8", "--set", "num_samples=3", "--quiet"))
+    recommended = ok(in_process("recommend", str(sage_dir), "--history", "1,50", "-k", "3"))
+    assert "rank" in recommended
+    exported = ok(in_process("export", str(sage_dir), "--output", str(tmp_path / "serving" / "sage" / "1"), "-k", "5"))
+    assert "history" in exported and "user_id" not in exported

@@ -11,7 +11,7 @@ import pytest
 import tf_attnrec  # noqa: F401  (selects Keras 2; must come before TensorFlow)
 import tensorflow as tf
 
-from tf_attnrec.data.graph import InteractionGraph, NeighbourSampler
+from tf_attnrec.data.graph import InteractionGraph, NeighbourSampler, sample_with_replacement
 from tf_attnrec.data.splits import leave_one_out_split
 
 
@@ -257,3 +257,36 @@ def test_ml1m_graph_builds_in_seconds_without_held_out_edges(ml1m_split):
     assert time.perf_counter() - start < 2
     assert mask.all()  # every ML-1M user has at least 16 training items
     assert items.shape == users.shape == (1024, 10) and user_mask.any(axis=1).all()
+
+
+def test_neighbour_lists_hold_each_edge_once_per_side():
+    graph = _random_graph()
+    for side, (own, other) in {"users": (graph.user_index, graph.item_index),
+                               "items": (graph.item_index, graph.user_index)}.items():
+        indptr, neighbours = graph.neighbour_lists(side)
+        listed = {(node, int(n)) for node in range(len(indptr) - 1) for n in neighbours[indptr[node]:indptr[node + 1]]}
+        assert listed == set(zip(own.tolist(), other.tolist())) and len(neighbours) == graph.num_edges
+    with pytest.raises(ValueError, match="'users' or 'items'"):
+        graph.neighbour_lists("edges")
+
+
+def test_sample_with_replacement_draws_only_neighbours_uniformly_and_repeatably():
+    # User 0 has 4 items, user 1 one, user 2 (the last node) none.
+    graph = InteractionGraph.from_pairs([0, 0, 0, 0, 1], [0, 1, 2, 3, 2], num_users=3, num_items=4)
+    indptr, neighbours = graph.neighbour_lists("users")
+    args = (tf.constant(indptr), tf.constant(np.append(neighbours, 0)), tf.constant([0, 1, 2, 0]), 2000)
+
+    def draw(seed):
+        tf.keras.utils.set_random_seed(seed)
+        return [t.numpy() for t in sample_with_replacement(*args)]
+
+    sampled, mask = draw(0)
+    assert sampled.shape == mask.shape == (4, 2000)
+    assert mask[[0, 1, 3]].all() and not mask[2].any()  # the isolated last node is all padding
+    assert set(sampled[0]) == {0, 1, 2, 3} and set(sampled[1]) == {2}
+    counts = np.bincount(sampled[0], minlength=4)
+    assert counts.min() > 400  # about 500 of 2000 each: uniform over the four
+    again, _ = draw(0)
+    other, _ = draw(1)
+    np.testing.assert_array_equal(sampled, again)
+    assert not np.array_equal(sampled, other)

@@ -212,6 +212,21 @@ class InteractionGraph:
         """
         return np.argsort(self.item_index, kind="stable")
 
+    def neighbour_lists(self, side: str) -> tuple[np.ndarray, np.ndarray]:
+        """CSR form of one side's neighbours: node n's are `neighbours[indptr[n]:indptr[n + 1]]`.
+
+        Args:
+            side: "users" (each user's items, ascending) or "items" (each item's users, ascending).
+
+        Returns:
+            (indptr int64 [n + 1], neighbours int32 [E]).
+        """
+        if side == "users":  # edges are already sorted by user
+            return np.concatenate([[0], np.cumsum(self.user_degree())]).astype(np.int64), self.item_index
+        if side == "items":
+            return np.concatenate([[0], np.cumsum(self.item_degree())]).astype(np.int64), self.user_index[self._by_item]
+        raise ValueError(f"side must be 'users' or 'items'; got {side!r}.")
+
     def _edge_values(self, normalize: bool) -> np.ndarray:
         """float64 [E]: 1/sqrt(d_u d_i) per edge, or 1 without normalisation.
 
@@ -310,12 +325,9 @@ class NeighbourSampler:
         self.graph = graph
         self.num_samples = int(num_samples)
         self._rng = np.random.default_rng(seed)
-        # CSR layouts, built once: a node's neighbours are indices[indptr[n]:indptr[n + 1]].
-        # The graph's edges are already sorted by user, so the user side needs no sort.
-        self._user_indptr = np.concatenate([[0], np.cumsum(graph.user_degree())]).astype(np.int64)
-        self._user_neighbours = graph.item_index
-        self._item_indptr = np.concatenate([[0], np.cumsum(graph.item_degree())]).astype(np.int64)
-        self._item_neighbours = graph.user_index[graph._by_item]
+        # CSR layouts, built once.
+        self._user_indptr, self._user_neighbours = graph.neighbour_lists("users")
+        self._item_indptr, self._item_neighbours = graph.neighbour_lists("items")
 
     def sample_items_of_users(self, user_indices: Any) -> tuple[np.ndarray, np.ndarray]:
         """Samples S item neighbours of each user.
@@ -366,3 +378,35 @@ class NeighbourSampler:
         sampled[rows, cols] = neighbours[starts[owner[picked]] + rank[picked]]
         mask[rows, cols] = True
         return sampled, mask
+
+
+def sample_with_replacement(indptr: tf.Tensor, neighbours: tf.Tensor, nodes: tf.Tensor,
+                            num_samples: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """In-graph neighbour sampling for training steps: S draws with replacement per node.
+
+    What GraphSAGE's reference sampler does (fixed-size lists drawn with replacement); as
+    TensorFlow ops it runs inside the compiled step, where `NeighbourSampler` (NumPy, without
+    replacement) would need a Python call per batch. A node without neighbours gets an
+    all-False mask. Draws use TensorFlow's op seeds, so `tf.keras.utils.set_random_seed`
+    makes them repeatable.
+
+    Args:
+        indptr: int64 [n + 1] and
+        neighbours: int32 [E + 1], the CSR lists of `InteractionGraph.neighbour_lists` with one
+            trailing entry, so an empty graph or a last node without neighbours still has an
+            index to read (it is masked).
+        nodes: int [B] nodes to sample for.
+        num_samples: S.
+
+    Returns:
+        (sampled int32 [B, S], mask bool [B, S]).
+    """
+    nodes = tf.cast(nodes, tf.int64)
+    starts = tf.gather(indptr, nodes)
+    degrees = tf.gather(indptr, nodes + 1) - starts
+    draws = tf.random.uniform(tf.stack([tf.shape(nodes)[0], num_samples]), dtype=tf.float32)
+    offsets = tf.cast(draws * tf.cast(degrees, tf.float32)[:, tf.newaxis], tf.int64)
+    offsets = tf.minimum(offsets, tf.maximum(degrees - 1, 0)[:, tf.newaxis])  # float rounding at 1.0
+    sampled = tf.gather(neighbours, starts[:, tf.newaxis] + offsets)
+    mask = tf.broadcast_to((degrees > 0)[:, tf.newaxis], tf.shape(sampled))
+    return sampled, mask

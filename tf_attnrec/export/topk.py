@@ -104,6 +104,7 @@ class _RetrievalModule(tf.Module):
         max_length: int,
         scann_layer: Optional[tf.keras.layers.Layer] = None,
         scann_num_neighbors: int = 0,
+        with_encode: bool = True,
     ) -> None:
         super().__init__(name="retrieval")
         self.model_variables = list(model.variables)
@@ -126,6 +127,10 @@ class _RetrievalModule(tf.Module):
         self._scann_num_neighbors = scann_num_neighbors
         self._score = model.score
         self._encode = functools.partial(model.__call__, training=False)
+        if with_encode:
+            # Only then an attribute: saving traces every tf.function of the module, and a model
+            # without a query encoder (popularity, graphsage_cf) has no `encode` to trace.
+            self.encode = tf.function(self.query_embedding, input_signature=[_HISTORY_SPEC])
 
     # --------------------------------------------------------------- in-graph helpers
     def model_ids(self, history: tf.Tensor) -> tf.Tensor:
@@ -184,8 +189,7 @@ class _RetrievalModule(tf.Module):
         indices = tf.reshape(indices, [-1, self._scann_num_neighbors])
         return self.finish(scores, indices, ids)
 
-    @tf.function(input_signature=[_HISTORY_SPEC])
-    def encode(self, history: tf.Tensor) -> dict:
+    def query_embedding(self, history: tf.Tensor) -> dict:
         return {"query_embedding": self._encode(self.left_padded(self.model_ids(history)))}
 
 
@@ -277,7 +281,7 @@ def export_retrieval(
     with staged_export(export_dir, overwrite) as (staging, scratch):
         module = _RetrievalModule(
             model, str(write_id_file(scratch / ITEM_IDS_FILE, raw_ids)), k, exclude_history, max_length,
-            scann_layer, num_neighbors,
+            scann_layer, num_neighbors, with_encode=table is not None,
         )
         signatures = {"serving_default": module.serve.get_concrete_function()}
         if table is not None:

@@ -47,6 +47,9 @@ class GraphCFModel(RecommenderModel):
 
     #: The history length read: none, a transductive model knows its users by id.
     max_length = 0
+    #: What a served request carries: "user_id" (a training user), or "history" (raw item ids)
+    #: for a model that embeds any user from their items (`graphsage_cf`).
+    serves = "user_id"
 
     def __init__(self, num_users: int, vocab_size: int, embedding_dim: int = 64, reg_weight: float = 1e-4,
                  **kwargs: Any) -> None:

@@ -31,7 +31,7 @@ from tf_attnrec.evaluation.item_sets import evaluate_item_sets
 from tf_attnrec.models.graph_cf import GraphCFModel
 from tf_attnrec.models.registry import ModelSpec
 from tf_attnrec.tasks.base import Run, Task, TrainingResult, UnsupportedCommand
-from tf_attnrec.tasks.retrieval import format_metrics
+from tf_attnrec.tasks.retrieval import format_metrics, recommend_from_history
 from tf_attnrec.training import fit_model
 
 PathLike = Union[str, os.PathLike]
@@ -217,7 +217,8 @@ class CollaborativeTask(Task):
     monitor = MONITOR
     training_defaults = {"eval_every": 1, "patience": 10, "epochs": 300, "split_seed": DEFAULT_SPLIT_SEED}
     data_keys = DATA_KEYS
-    export_options = ("k", "exclude_history")
+    # "index" applies to the history exports of inductive models only (`export` refuses it otherwise).
+    export_options = ("k", "exclude_history", "index")
 
     def build_data(self, dataset: Dataset, model_config: Mapping[str, Any], options: Mapping[str, Any],
                    run: Optional[Run] = None) -> RatioSplit:
@@ -267,12 +268,23 @@ class CollaborativeTask(Task):
         return Run(run_dir, model, config, {"vocabulary": vocabulary, "graph": graph, "user_vocabulary": users})
 
     def export(self, run: Run, output: pathlib.Path, *, overwrite: bool = False, **options: Any) -> Any:
+        if run.model.serves == "history":  # inductive: the retrieval models' raw-history signature
+            from tf_attnrec.export.topk import export_retrieval
+
+            return export_retrieval(run.model, output, vocabulary=run.artifacts["vocabulary"], overwrite=overwrite,
+                                    **options)
+        if "index" in options:
+            raise UnsupportedCommand(
+                f"--index does not apply to {run.config.get('model')}: it serves user ids from its training graph "
+                "(an index applies to history exports: graphsage_cf, sasrec, ...); drop the flag.")
         from tf_attnrec.export.user_topk import export_user_topk
 
         return export_user_topk(run.model, output, vocabulary=run.artifacts["vocabulary"],
                                 user_vocabulary=run.artifacts["user_vocabulary"], overwrite=overwrite, **options)
 
     def recommend(self, run: Run, history: Sequence[Any], k: int = 10, include_seen: bool = False) -> dict:
+        if run.model.serves == "history":
+            return recommend_from_history(run.model, run.artifacts["vocabulary"], history, k, include_seen)
         raise UnsupportedCommand(
             f"{run.config.get('model')} is a collaborative model: it knows its users by id, not by a history. "
             "Export it (`tf-attnrec export`) and send `user_id`, or use graphsage_cf / sasrec for histories."

@@ -49,6 +49,28 @@ def make_score_fn(model: tf.keras.Model, max_length: int) -> tf.types.experiment
     return model.cached_function(("score", int(max_length)), lambda: _score_fn(model, int(max_length)))
 
 
+def recommend_from_history(model: tf.keras.Model, vocabulary: Vocabulary, history: Sequence[Any], k: int = 10,
+                           include_seen: bool = False) -> dict:
+    """Top-k unseen items for raw item ids (most recent last); unknown ids are reported.
+
+    For every model that scores a history (`model.score`), whatever its task.
+    """
+    ids = np.array([int(vocabulary.lookup(raw)) for raw in history], np.int32)
+    known = ids[ids >= FIRST_ID].astype(np.int32)
+    unknown = [raw for raw, item in zip(history, ids) if item < FIRST_ID]
+    if not len(known):
+        examples = ", ".join(map(str, vocabulary.raw_ids(np.arange(FIRST_ID, min(FIRST_ID + 3, vocabulary.size)))))
+        raise ValueError(f"none of the history ids {list(history)} is an item the model knows; item ids look like {examples}.")
+    scores = make_score_fn(model, model.max_length)(tf.constant(known[None, :])).numpy()[0]
+    scores[:FIRST_ID] = -np.inf  # padding, OOV
+    if not include_seen:
+        scores[known] = -np.inf
+    k = min(k, int(np.isfinite(scores).sum()))
+    top = np.argsort(-scores, kind="stable")[:k]
+    return {"history": known, "unknown": unknown, "items": top, "scores": scores[top],
+            "raw_ids": vocabulary.raw_ids(top)}
+
+
 def _score_fn(model: tf.keras.Model, max_length: int) -> tf.types.experimental.GenericFunction:
     # autograph=False: no Python control flow here, and AutoGraph warns on the closure.
     @tf.function(
@@ -361,22 +383,7 @@ class RetrievalTask(Task):
                                 overwrite=overwrite, **options)
 
     def recommend(self, run: Run, history: Sequence[Any], k: int = 10, include_seen: bool = False) -> dict:
-        """Top-k unseen items for raw item ids (most recent last); unknown ids are reported."""
-        vocabulary: Vocabulary = run.artifacts["vocabulary"]
-        ids = np.array([int(vocabulary.lookup(raw)) for raw in history], np.int32)
-        known = ids[ids >= FIRST_ID].astype(np.int32)
-        unknown = [raw for raw, item in zip(history, ids) if item < FIRST_ID]
-        if not len(known):
-            examples = ", ".join(map(str, vocabulary.raw_ids(np.arange(FIRST_ID, min(FIRST_ID + 3, vocabulary.size)))))
-            raise ValueError(f"none of the history ids {list(history)} is an item the model knows; item ids look like {examples}.")
-        scores = make_score_fn(run.model, run.model.max_length)(tf.constant(known[None, :])).numpy()[0]
-        scores[:FIRST_ID] = -np.inf  # padding, OOV
-        if not include_seen:
-            scores[known] = -np.inf
-        k = min(k, int(np.isfinite(scores).sum()))
-        top = np.argsort(-scores, kind="stable")[:k]
-        return {"history": known, "unknown": unknown, "items": top, "scores": scores[top],
-                "raw_ids": vocabulary.raw_ids(top)}
+        return recommend_from_history(run.model, run.artifacts["vocabulary"], history, k, include_seen)
 
     def explain(self, run: Run, dataset: Dataset, user: Any, item: Optional[Any]) -> dict:
         from tf_attnrec import explain
