@@ -162,6 +162,23 @@ def test_attention_weights_masked_and_normalised():
     np.testing.assert_array_equal(weights[2], np.zeros(S))  # isolated node: no weight at all
 
 
+def test_keys_projected_once_per_table_row_give_the_same_result():
+    # Neighbours gathered from a table: projecting the table once and gathering its keys must
+    # equal projecting every gathered sample.
+    rng = np.random.default_rng(3)
+    table = tf.constant(rng.normal(size=(7, D)), tf.float32)
+    rows = tf.constant(rng.integers(0, 7, size=(B, S)))
+    nodes, _ = _inputs()
+    layer = _built(aggregator="attention")
+    plain, plain_weights = layer(nodes, tf.gather(table, rows), mask=MASK, return_attention_weights=True)
+    keyed, keyed_weights = layer(nodes, tf.gather(table, rows), mask=MASK, return_attention_weights=True,
+                                 neighbour_keys=tf.gather(layer.attention_keys(table), rows))
+    np.testing.assert_allclose(keyed.numpy(), plain.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(keyed_weights.numpy(), plain_weights.numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="`neighbour_keys` needs aggregator='attention'"):
+        _built(aggregator="mean")(nodes, tf.gather(table, rows), neighbour_keys=tf.gather(table, rows))
+
+
 @pytest.mark.parametrize("aggregator", AGGREGATORS)
 def test_isolated_node_is_finite_and_rows_are_unit_or_zero(aggregator):
     nodes, neighbours = _inputs()

@@ -58,6 +58,11 @@ class GraphSAGE(ConfigFromAttributes, tf.keras.layers.Layer):
             `neighbours._keras_mask`, else every neighbour is real. A `[B]` mask (what Keras
             passes when `inputs` itself carries a Keras mask) is ignored.
         training: Accepted for the Keras call convention; the layer is deterministic.
+        neighbour_keys: Optional `[B, S, attention_units]` attention keys of the neighbours
+            (aggregator "attention" only), as `attention_keys(table)` gathered like
+            `neighbours`. Neighbours gathered from a table with many repeats (a batch's
+            sampled neighbourhoods) are then projected once per table row instead of once
+            per sample; the result is the same.
         return_attention_weights: If True (aggregator "attention" only), also return the
             attention weights `[B, S]` (0 at padding, summing to 1 over the real neighbours).
 
@@ -161,12 +166,15 @@ class GraphSAGE(ConfigFromAttributes, tf.keras.layers.Layer):
         mask: Optional[tf.Tensor] = None,
         training: Optional[bool] = None,
         return_attention_weights: bool = False,
+        neighbour_keys: Optional[tf.Tensor] = None,
     ) -> Union[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
-        if return_attention_weights and self.aggregator != "attention":
-            raise ValueError(
-                "GraphSAGE: `return_attention_weights=True` needs aggregator='attention'; got "
-                f"aggregator={self.aggregator!r}, which has no attention weights."
-            )
+        for flag, given in (("return_attention_weights=True", return_attention_weights),
+                            ("neighbour_keys", neighbour_keys is not None)):
+            if given and self.aggregator != "attention":
+                raise ValueError(
+                    f"GraphSAGE: `{flag}` needs aggregator='attention'; got "
+                    f"aggregator={self.aggregator!r}, which has no attention weights."
+                )
         # Keras fills `mask` from the first argument (`inputs`) when it has a Keras mask: a
         # [B] mask of the nodes themselves, with no neighbour axis. (Keras does not always
         # keep `inputs._keras_mask` to compare with, e.g. while building a functional model.)
@@ -197,7 +205,7 @@ class GraphSAGE(ConfigFromAttributes, tf.keras.layers.Layer):
         elif self.aggregator == "max_pool":
             aggregated = self._max_pool(neighbours, mask)
         else:
-            aggregated, weights = self._attention(inputs, neighbours, mask)
+            aggregated, weights = self._attention(inputs, neighbours, mask, neighbour_keys)
 
         output = tf.matmul(tf.concat([inputs, aggregated], axis=-1), self.kernel)
         if self.bias is not None:
@@ -228,11 +236,20 @@ class GraphSAGE(ConfigFromAttributes, tf.keras.layers.Layer):
             pooled = tf.where(mask[:, :, tf.newaxis], pooled, tf.zeros_like(pooled))
         return tf.reduce_max(pooled, axis=1)
 
+    def attention_keys(self, features: tf.Tensor) -> tf.Tensor:
+        """`[..., attention_units]` attention keys of neighbour features `[..., D]` (see `call`)."""
+        if self.aggregator != "attention":
+            raise ValueError(f"GraphSAGE: aggregator={self.aggregator!r} has no attention keys.")
+        features = tf.convert_to_tensor(features)
+        return tf.tensordot(tf.cast(features, self.attention_key_kernel.dtype), self.attention_key_kernel, 1)
+
     def _attention(
-        self, inputs: tf.Tensor, neighbours: tf.Tensor, mask: Optional[tf.Tensor]
+        self, inputs: tf.Tensor, neighbours: tf.Tensor, mask: Optional[tf.Tensor],
+        neighbour_keys: Optional[tf.Tensor] = None,
     ) -> tuple[tf.Tensor, tf.Tensor]:
+        keys = self.attention_keys(neighbours) if neighbour_keys is None else tf.cast(neighbour_keys, inputs.dtype)
         hidden = (
-            tf.einsum("bsd,da->bsa", neighbours, self.attention_key_kernel)
+            keys
             + tf.matmul(inputs, self.attention_query_kernel)[:, tf.newaxis, :]
             + self.attention_bias
         )

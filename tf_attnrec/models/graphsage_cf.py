@@ -139,7 +139,12 @@ class GraphSAGECF(GraphCFModel):
     def item_vectors(self, items: tf.Tensor, users: tf.Tensor, mask: tf.Tensor, training: bool = False) -> tf.Tensor:
         """`[N, D]` items (nodes `[N]`) from their neighbour users `[N, S]` (mask `[N, S]`)."""
         user_ego, item_ego = self.ego_embeddings()
-        return self.item_layer(tf.gather(item_ego, items), tf.gather(user_ego, users), mask=mask, training=training)
+        keys = None
+        if self.aggregator == "attention":
+            # Each user row is projected once, not once per sample (a step samples ~B x S x S).
+            keys = tf.gather(self.item_layer.attention_keys(user_ego), users)
+        return self.item_layer(tf.gather(item_ego, items), tf.gather(user_ego, users), mask=mask, training=training,
+                               neighbour_keys=keys)
 
     def user_vectors(self, items: tf.Tensor, mask: tf.Tensor, item_vectors: tf.Tensor,
                      training: bool = False) -> tf.Tensor:
