@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tests.layers import _reference as ref
 from tf_attnrec.layers.graph_convolution import GraphConvolution, normalize_adjacency
-from tf_attnrec.layers.sparse_ops import sparse_matmul
+from tf_attnrec.layers.sparse_ops import gather_rows, sparse_matmul
 
 N, D = 5, 4
 NT, NS = 3, 4
@@ -277,3 +277,26 @@ def test_sparse_matmul_matches_coo_product_and_gradient(shuffled):
     np.testing.assert_allclose(ours.numpy(), dense @ features.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(tape.gradient(ours_loss, features).numpy(),
                                tape.gradient(reference_loss, features).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_gather_rows_matches_tf_gather_and_its_gradient():
+    rng = np.random.default_rng(0)
+    table = tf.constant(rng.normal(size=(7, 3)), tf.float32)
+    indices = tf.constant(rng.integers(0, 7, size=(5, 4)))  # repeats, a 2-D index, row 6 maybe untouched
+    weights = tf.constant(rng.normal(size=(5, 4, 3)), tf.float32)
+    gradients = []
+    for gather in (tf.gather, gather_rows):
+        with tf.GradientTape() as tape:
+            tape.watch(table)
+            rows = gather(table, indices)
+            loss = tf.reduce_sum(rows * weights)
+        gradients.append(tf.convert_to_tensor(tape.gradient(loss, table)).numpy())
+        np.testing.assert_array_equal(rows.numpy(), tf.gather(table, indices).numpy())
+    np.testing.assert_allclose(gradients[1], gradients[0], rtol=1e-5, atol=1e-6)
+    # Inside a compiled function too, with the index shape unknown.
+    compiled = tf.function(lambda t, i: tf.gradients(tf.reduce_sum(gather_rows(t, i) ** 2), t)[0],
+                           input_signature=[tf.TensorSpec([None, 3]), tf.TensorSpec([None], tf.int64)])
+    flat = tf.reshape(indices, [-1])
+    expected = np.zeros((7, 3), np.float32)
+    np.add.at(expected, flat.numpy(), 2 * table.numpy()[flat.numpy()])
+    np.testing.assert_allclose(compiled(table, flat).numpy(), expected, rtol=1e-5, atol=1e-6)

@@ -91,3 +91,39 @@ def edge_weighted_matmul(indices: tf.Tensor, weights: tf.Tensor, dense_shape: tf
 
 
 __all__ = ["edge_weighted_matmul", "sparse_matmul"]
+
+
+def gather_rows(table: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+    """`tf.gather(table, indices)` whose gradient is one CSR product instead of a segment sum.
+
+    The gradient of a gather sums the upstream rows of each index. TensorFlow's CPU segment
+    sum does that one thread at a time: for 983,040 rows of 64 into 6,040 it took 520 ms,
+    against 118 ms for the transposed CSR product of the one-hot `[N, rows]` matrix
+    (`/tmp` timing on 2 busy cores). The gradient is dense, which suits tables that a batch
+    touches many times over (graph neighbourhoods); keep `tf.gather` for large, sparsely
+    touched tables.
+
+    Args:
+        table: float `[rows, D]`.
+        indices: int `[...]`, each in `[0, rows)`.
+
+    Returns:
+        `[..., D]`.
+    """
+    table = tf.convert_to_tensor(table)
+    indices = tf.convert_to_tensor(indices)
+
+    @tf.custom_gradient
+    def gather(x: tf.Tensor) -> tuple:
+        def gradient(upstream: tf.Tensor) -> tf.Tensor:
+            flat = tf.cast(tf.reshape(indices, [-1]), tf.int64)
+            count = tf.shape(flat, out_type=tf.int64)[0]
+            one_hot = _csr(tf.stack([tf.range(count), flat], axis=1), tf.ones([count], upstream.dtype),
+                           tf.stack([count, tf.shape(x, out_type=tf.int64)[0]]))  # rows in order: row-major
+            rows = tf.reshape(upstream, tf.stack([count, -1]))
+            summed = tf.raw_ops.SparseMatrixMatMul(a=one_hot, b=rows, transpose_a=True)
+            return tf.reshape(summed, tf.shape(x))
+
+        return tf.gather(x, indices), gradient
+
+    return gather(table)

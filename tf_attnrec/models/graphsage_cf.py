@@ -32,6 +32,7 @@ from tf_attnrec.data.graph import InteractionGraph, NeighbourSampler, sample_wit
 from tf_attnrec.data.vocabulary import FIRST_ID
 from tf_attnrec.layers.checks import check_positive_int
 from tf_attnrec.layers.graph_sage import GraphSAGE
+from tf_attnrec.layers.sparse_ops import gather_rows
 from tf_attnrec.models.graph_cf import GraphCFModel
 from tf_attnrec.models.registry import register_model
 
@@ -142,14 +143,14 @@ class GraphSAGECF(GraphCFModel):
         keys = None
         if self.aggregator == "attention":
             # Each user row is projected once, not once per sample (a step samples ~B x S x S).
-            keys = tf.gather(self.item_layer.attention_keys(user_ego), users)
-        return self.item_layer(tf.gather(item_ego, items), tf.gather(user_ego, users), mask=mask, training=training,
-                               neighbour_keys=keys)
+            keys = gather_rows(self.item_layer.attention_keys(user_ego), users)
+        return self.item_layer(gather_rows(item_ego, items), gather_rows(user_ego, users), mask=mask,
+                               training=training, neighbour_keys=keys)
 
     def user_vectors(self, items: tf.Tensor, mask: tf.Tensor, item_vectors: tf.Tensor,
                      training: bool = False) -> tf.Tensor:
         """`[B, D]` users from their items (nodes `[B, L]`, mask `[B, L]`) and those items' vectors `[B, L, D]`."""
-        own = _masked_mean(tf.gather(self.item_embedding.embeddings, items), mask)
+        own = _masked_mean(gather_rows(self.item_embedding.embeddings, items), mask)
         return self.user_layer(own, item_vectors, mask=mask, training=training)
 
     def item_table(self) -> tf.Tensor:
@@ -198,7 +199,7 @@ class GraphSAGECF(GraphCFModel):
         positive_vectors = vectors[batch * samples: batch * (samples + 1)]
         negative_vectors = vectors[batch * (samples + 1):]
         item_ego = self.item_embedding.embeddings
-        own = _masked_mean(tf.gather(item_ego, history), history_mask)
+        own = _masked_mean(gather_rows(item_ego, history), history_mask)
         u = self.user_layer(own, history_vectors, mask=history_mask, training=training)
         margin = tf.reduce_sum(u * (positive_vectors - negative_vectors), axis=1)
         bpr = -tf.reduce_mean(tf.math.log_sigmoid(margin))
