@@ -32,12 +32,20 @@ reproducibility True, CPU, torch threads `--threads`.
 * NGCF: learning_rate 0.0002; RecBole's NGCF.yaml defaults spelled out (embedding_size 64,
   hidden_size_list [64, 64, 64], node_dropout 0.0, message_dropout 0.1, reg_weight 1e-5).
 
-Time limit: `--time-limit M` minutes per model, counted from the start of training. RecBole
-has none, so the driver passes `fit` a per-validation callback that raises once the budget is
-spent (the epoch crossing it finishes its validation); the best checkpoint is then evaluated
-on test as after early stopping. Recorded per model: seconds per training epoch and per
-validation, wall time to the best validation (from the start of training, including the
-checkpoint save) and in total, best epoch, validation NDCG@10 at best, test Recall/NDCG@10/20.
+Resume and time limit: each model's run folder is WORK/runs/NAME-MODEL (no timestamp), and
+the driver writes a checkpoint `last.pth` there after every epoch (atomically). Rerunning the
+same command resumes from the epoch after the checkpoint when its fingerprint (the RecBole
+config without paths, plus the split files' SHA-256) matches, and refuses a checkpoint that
+does not; `--fresh` deletes the run folder first. `--time-limit M` minutes per model and
+session, counted from the start of training in this session: RecBole has none, so the driver
+stops at the first epoch boundary where one more epoch as long as the last one would pass M.
+Whenever a session ends, the best epoch's weights are evaluated on test (for a partial run:
+the best so far); the result says `status` finished (early stopping or --epochs) or partial,
+and over how many `sessions` it ran. Recorded per model: per epoch the training time (split
+into batch wait, forward, optimizer step, backward + rest), validation time, loss and
+validation metrics; training and validation time summed over sessions, the train +
+validation time of epochs 0..best, total wall time of all sessions, best epoch, validation
+NDCG@10 at best, test Recall/NDCG@10/20.
 
 The peer virtualenv (default ~/.cache/tf-attnrec-peers/recbole-venv, `--venv`) is created with
 `python3 -m venv` and filled from `benchmarks/peers/recbole-requirements.txt` when missing or
@@ -45,7 +53,7 @@ when that file changed (a stamp in the venv); it needs PyPI. Usage:
 
     python benchmarks/recbole_graph.py [--models LightGCN NGCF] [--data ML-1M.txt] [--seed 2020]
         [--epochs 1000] [--time-limit MINUTES] [--threads 2] [--work-dir DIR] [--venv DIR]
-        [--max-users N] [--output-json PATH] [--setup-only]
+        [--max-users N] [--output-json PATH] [--fresh] [--setup-only]
 """
 
 from __future__ import annotations
@@ -179,7 +187,10 @@ def write_split(data: pathlib.Path, seed: int, max_users: int | None, root: path
         frame = pd.DataFrame({"user_id:token": users, "item_id:token": np.asarray(items)})
         frame.to_csv(folder / f"{name}.{suffix}.inter", sep="\t", index=False)
     counts = split.num_interactions()
-    return {"users": int(split.num_users), "items": int(split.vocabulary.num_items),
+    digest = hashlib.sha256()
+    for _, suffix in PARTS:
+        digest.update((folder / f"{name}.{suffix}.inter").read_bytes())
+    return {"sha256": digest.hexdigest(), "users": int(split.num_users), "items": int(split.vocabulary.num_items),
             "interactions": {"train": counts["train"], "valid": counts["validation"], "test": counts["test"]},
             "valid_users": len(split.evaluable_users("validation")),
             "test_users": len(split.evaluable_users("test"))}
@@ -220,14 +231,32 @@ def recbole_config(model: str, args, data_root: pathlib.Path, run_dir: pathlib.P
     return config
 
 
-def run_model(model: str, args, py: pathlib.Path, data_root: pathlib.Path, name: str, work: pathlib.Path) -> dict:
-    run_dir = work / "runs" / f"{name}-{model}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+PATH_KEYS = ("data_path", "checkpoint_dir")
+
+
+def run_fingerprint(model: str, name: str, config: dict, split_sha256: str) -> str:
+    """What a checkpoint must match to be resumed: the config without its paths, and the split."""
+    kept = {k: v for k, v in config.items() if k not in PATH_KEYS}
+    blob = json.dumps({"model": model, "dataset": name, "config": kept, "split": split_sha256}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def run_model(model: str, args, py: pathlib.Path, data_root: pathlib.Path, name: str, work: pathlib.Path,
+              split_sha256: str) -> dict:
+    # A fixed folder per (split, model), so that rerunning the same command finds the checkpoint.
+    run_dir = work / "runs" / f"{name}-{model}"
+    if args.fresh and run_dir.exists():
+        print(f"[{model}] --fresh: deleting {run_dir}", flush=True)
+        shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    config = recbole_config(model, args, data_root, run_dir)
     run = {"model": model, "dataset": name, "threads": args.threads,
            "time_limit_s": None if args.time_limit is None else 60.0 * args.time_limit,
-           "config_dict": recbole_config(model, args, data_root, run_dir)}
+           "checkpoint": str(run_dir / "last.pth"), "fingerprint": run_fingerprint(model, name, config, split_sha256),
+           "config_dict": config}
     (run_dir / "run.json").write_text(json.dumps(run, indent=2))
     result_path = run_dir / "result.json"
+    result_path.unlink(missing_ok=True)  # an earlier session's result must not pass for this one's
     threads = str(args.threads)
     env = _clean_env(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
     cmd = [str(py), str(DRIVER), "--config", str(run_dir / "run.json"), "--result", str(result_path)]
@@ -255,13 +284,15 @@ def summary(result: dict) -> dict:
     if "error" in result:
         return {"model": result["model"], "error": result["error"]}
 
-    def mean(xs):
+    def mean(key):
+        xs = [e[key] for e in result["history"]]
         return sum(xs) / len(xs) if xs else None
 
-    out = {k: result[k] for k in ("model", "best_epoch", "epochs_run", "stopped_by", "time_to_best_s", "fit_s",
-                                  "total_s", "data_s", "test_eval_s")}
-    out["train_epoch_s_mean"] = mean(result["train_epoch_s"])
-    out["valid_s_mean"] = mean(result["valid_s"])
+    out = {k: result[k] for k in ("model", "status", "sessions", "best_epoch", "epochs_run", "stopped_by",
+                                  "time_to_best_s", "train_s_total", "valid_s_total", "fit_s_total", "total_s",
+                                  "data_s", "test_eval_s")}
+    for key in ("train_s", "valid_s", "batch_wait_s", "forward_s", "optimizer_step_s", "backward_other_s"):
+        out[f"{key}_mean"] = mean(key)
     out["valid_ndcg@10"] = (result["best_valid"] or {}).get("ndcg@10")
     out.update({f"test_{m}": (result["test"] or {}).get(m) for m in METRICS})
     out["threads"] = result["threads"]
@@ -269,8 +300,9 @@ def summary(result: dict) -> dict:
 
 
 def table(rows: Sequence[dict]) -> str:
-    cols = [("model", "model", "{}"), ("best_epoch", "best ep", "{}"), ("epochs_run", "epochs", "{}"),
-            ("stopped_by", "stop", "{}"), ("train_epoch_s_mean", "s/epoch", "{:.1f}"),
+    cols = [("model", "model", "{}"), ("status", "status", "{}"), ("sessions", "sess", "{}"),
+            ("best_epoch", "best ep", "{}"), ("epochs_run", "epochs", "{}"),
+            ("stopped_by", "stop", "{}"), ("train_s_mean", "s/epoch", "{:.1f}"),
             ("valid_s_mean", "s/valid", "{:.1f}"), ("time_to_best_s", "to best s", "{:.0f}"),
             ("total_s", "total s", "{:.0f}"), ("valid_ndcg@10", "val N@10", "{:.4f}")]
     cols += [(f"test_{m}", m.replace("recall", "R").replace("ndcg", "N"), "{:.4f}") for m in METRICS]
@@ -294,7 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA, help="SASRec-form `user item` text file")
     parser.add_argument("--seed", type=int, default=2020, help="split seed and RecBole's seed")
     parser.add_argument("--epochs", type=int, default=1000, help="max epochs (early stopping usually ends first)")
-    parser.add_argument("--time-limit", type=float, default=None, help="minutes of training per model")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="minutes of training per model and session; rerun to resume")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in the peer")
     parser.add_argument("--stopping-step", type=int, default=10)
     parser.add_argument("--train-batch-size", type=int, default=2048)
@@ -308,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rebuild-venv", action="store_true", help="delete and rebuild the peer venv")
     parser.add_argument("--setup-only", action="store_true", help="build the peer venv and exit")
     parser.add_argument("--output-json", type=pathlib.Path, default=None)
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete each model's run folder (its checkpoint) and start over instead of resuming")
     args = parser.parse_args(argv)
 
     work = args.work_dir.expanduser().resolve()
@@ -332,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     py = venv_python(args.venv.expanduser())
     results, rows = [], []
     for model in args.models:
-        result = run_model(model, args, py, data_root, name, work)
+        result = run_model(model, args, py, data_root, name, work, split_info["sha256"])
         if "error" not in result and result["interactions"] != split_info["interactions"]:
             result["error"] = f"RecBole's part sizes {result['interactions']} differ from ours {split_info['interactions']}"
         results.append(result)
@@ -347,7 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = {"benchmark": "recbole_graph", "date": started.isoformat(timespec="seconds"),
                   "command": [sys.executable, *sys.argv], "host": platform.node(), "platform": platform.platform(),
                   "cpu_count": os.cpu_count(), "data": str(args.data), "seed": args.seed, "split": split_info,
-                  "peer_versions": versions, "time_limit_min": args.time_limit, "summary": rows, "results": results}
+                  "peer_versions": versions, "time_limit_min": args.time_limit,
+                  "finished": all(r.get("status") == "finished" for r in results), "summary": rows, "results": results}
         args.output_json.parent.mkdir(parents=True, exist_ok=True)
         args.output_json.write_text(json.dumps(report, indent=2))
         print(f"wrote {args.output_json}")

@@ -1,24 +1,37 @@
-"""Runs one RecBole model on pre-split atomic files; runs INSIDE the peer virtualenv.
+"""Runs one RecBole model on pre-split atomic files, resumably; runs INSIDE the peer virtualenv.
 
 Started by `benchmarks/recbole_graph.py` (never imported by tf-attnrec): it needs `recbole`
 and `torch`, which live only in the peer virtualenv. It follows RecBole 1.2.1's
 `quick_start.run_recbole` step for step (Config, init_seed, create_dataset,
-data_preparation, init_seed, model, trainer.fit, trainer.evaluate on test), with three
-differences, each for measurement only:
+data_preparation, init_seed, model, trainer.fit, trainer.evaluate on test), with these
+differences, for measurement and for resuming only:
 
-* the Trainer is a subclass that times every training epoch and every validation, and notes
-  the wall time (from the start of `fit`) at which each new best validation score was saved;
-* a time budget: RecBole has no time limit, so `fit`'s per-validation `callback_fn` raises
-  `_TimeUp` once `time_limit_s` has passed since the start of `fit` (checked after each
-  epoch's validation, so the epoch that crosses the budget still finishes and its checkpoint,
-  if best, is saved); the driver then evaluates the best checkpoint on test as
-  `run_recbole` would after early stopping;
-* the best checkpoint is reloaded here with `torch.load(..., weights_only=False)` (the file
-  is the one this run just wrote) and test is evaluated with `load_best_model=False`:
-  RecBole 1.2.1's own reload calls `torch.load` without `weights_only`, which torch >= 2.6
-  defaults to True and which then refuses the checkpoint's pickled `Config`. The reload
-  copies RecBole's (state dict plus `other_parameter`, i.e. LightGCN's / NGCF's cached
-  `restore_user_e` / `restore_item_e`), so the test numbers are those `run_recbole` gives.
+* the Trainer is a subclass that times every training epoch (split into waiting for batches,
+  i.e. negative sampling and collation; `calculate_loss`, the forward pass; the optimizer
+  step; and the rest, mostly `backward`) and every validation;
+* after every validation `fit`'s `callback_fn` writes a "last" checkpoint (see below), so a
+  run killed mid-epoch loses at most that epoch;
+* a time budget per session: RecBole has none, so the callback raises `_TimeUp` at the first
+  epoch boundary where one more epoch as long as the last one would end past
+  `time_limit_s` (counted from this session's start of `fit`);
+* resume: when the checkpoint file exists, the trainer is restored from it before `fit`,
+  which then continues at the next epoch (RecBole's own `resume_checkpoint` restores neither
+  the best result, the loss history nor the RNG states, and its `torch.load` fails on
+  torch >= 2.6, whose `weights_only=True` default refuses the pickled `Config`);
+* the best epoch's weights are kept in memory and in the checkpoint instead of RecBole's
+  separate best-model file (`fit(saved=False)`): the best epoch may belong to an earlier
+  session, whose RecBole file would have another name. Test is evaluated on them with
+  `load_best_model=False`, which is what `evaluate(load_best_model=True)` does after
+  reloading: state dict plus `other_parameter` (LightGCN's / NGCF's cached
+  `restore_user_e` / `restore_item_e` from the best validation).
+
+The checkpoint (`torch.save` to a temporary file, fsync, `os.replace`) holds the model and
+optimizer state, the last epoch, `cur_step` (the early-stopping counter), the best valid
+score / result / epoch / weights, the per-epoch history, one record per session, and the RNG
+states that the next epoch draws from: Python's `random`, NumPy's global RNG (RecBole's
+negative sampler), torch's global RNG (dropout) and the training loader's own
+`torch.Generator` (the shuffle). It also holds a fingerprint of the run's config and split;
+a checkpoint with another fingerprint is refused.
 
 FLOPs counting (`get_flops`, thop) and the environment table of `run_recbole` are skipped.
 
@@ -27,20 +40,29 @@ Usage (what recbole_graph.py runs, cwd = the model's run folder):
     <venv>/bin/python benchmarks/peers/recbole_driver.py --config run.json --result result.json
 
 `run.json`: {"model": "LightGCN", "dataset": NAME, "config_dict": {...RecBole config...},
-"threads": 2, "time_limit_s": 3600 or null}.
+"threads": 2, "time_limit_s": 3600 or null, "checkpoint": PATH, "fingerprint": HEX}.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import datetime
 import json
+import os
 import sys
 import time
 from logging import getLogger
 
+CHECKPOINT_FORMAT = 1
+
 
 class _TimeUp(Exception):
-    """Raised from `fit`'s callback when the time budget is spent."""
+    """Raised from `fit`'s callback when the session's time budget is spent."""
+
+
+class CheckpointMismatch(Exception):
+    """The checkpoint file belongs to another config or split."""
 
 
 def _versions() -> dict:
@@ -55,10 +77,266 @@ def _versions() -> dict:
     return out
 
 
-def _plain(result) -> dict:
+def _plain(result) -> dict | None:
     return None if result is None else {str(k): float(v) for k, v in dict(result).items()}
 
 
+# --------------------------------------------------------------------------------------
+# Pure helpers (no torch; tested in tests/test_recbole_benchmark_resume.py).
+# --------------------------------------------------------------------------------------
+def atomic_save(obj, path: str, save) -> None:
+    """`save(obj, file)` to `path` so that a kill at any moment leaves the old or the new file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def time_is_up(elapsed_s: float, last_epoch_s: float, limit_s: float | None) -> bool:
+    """True when one more epoch as long as the last one would end past the limit."""
+    return limit_s is not None and elapsed_s + last_epoch_s > limit_s
+
+
+def stop_reason(epoch_idx: int, cur_step: int, stopping_step: int, epochs: int) -> str | None:
+    """Why `fit` ends after this epoch, if it does (RecBole's `early_stopping`: cur_step > max)."""
+    if cur_step > stopping_step:
+        return "early_stopping"
+    if epoch_idx + 1 >= epochs:
+        return "epochs"
+    return None
+
+
+def totals(history: list[dict], sessions: list[dict], best_epoch: int | None) -> dict:
+    """Cumulative times over all sessions; to-best counts epochs 0..best (train + validation)."""
+    return {
+        "train_s_total": sum(e["train_s"] for e in history),
+        "valid_s_total": sum(e["valid_s"] for e in history),
+        "time_to_best_s": (None if best_epoch is None else
+                           sum(e["train_s"] + e["valid_s"] for e in history if e["epoch"] <= best_epoch)),
+        "fit_s_total": sum(s["fit_s"] for s in sessions),
+        "total_s": sum(s["wall_s"] for s in sessions),
+    }
+
+
+class Stopwatch:
+    """Adds up the seconds spent inside the calls it wraps."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def wrap(self, fn):
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t
+        return timed
+
+
+class TimedBatches:
+    """Iterates a dataloader, timing each `next` (RecBole samples negatives and collates there)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.seconds = 0.0
+        self.batches = 0
+
+    def __iter__(self):
+        it = iter(self.loader)
+        while True:
+            t = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - t
+            self.batches += 1
+            yield batch
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+
+# --------------------------------------------------------------------------------------
+# The resumable trainer.
+# --------------------------------------------------------------------------------------
+def _model_state(model) -> dict:
+    """A copy of the weights and RecBole's `other_parameter` (cached propagated embeddings)."""
+    def clone(v):
+        return None if v is None else v.detach().clone()
+    return {"state_dict": {k: clone(v) for k, v in model.state_dict().items()},
+            "other_parameter": {k: clone(v) for k, v in model.other_parameter().items()}}
+
+
+def _load_model_state(model, state: dict) -> None:
+    model.load_state_dict(state["state_dict"])
+    model.load_other_parameter(state["other_parameter"])
+
+
+def _rng_state(loader_generator) -> dict:
+    import random
+
+    import numpy as np
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "loader": loader_generator.get_state()}
+
+
+def _set_rng_state(state: dict, loader_generator) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    loader_generator.set_state(state["loader"])
+
+
+def load_checkpoint(path: str, fingerprint: str) -> dict | None:
+    """The checkpoint at `path`, None if there is none; refuses one of another run."""
+    import torch
+
+    if not os.path.exists(path):
+        return None
+    # Our own file (it pickles NumPy's RNG state), hence weights_only=False.
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != fingerprint:
+        raise CheckpointMismatch(
+            f"{path} was written for another config or split (fingerprint {state.get('fingerprint')}, "
+            f"this run {fingerprint}); rerun with --fresh to discard it, or use another --work-dir")
+    return state
+
+
+def resumable_trainer(base, logger):
+    """`base` (RecBole's trainer class for the model) with timings, checkpoints and a time budget."""
+    import torch
+
+    class ResumableTrainer(base):
+        def __init__(self, config, model, loader_generator, checkpoint: str, fingerprint: str,
+                     time_limit_s: float | None):
+            super().__init__(config, model)
+            self.loader_generator = loader_generator
+            self.checkpoint, self.fingerprint, self.time_limit_s = checkpoint, fingerprint, time_limit_s
+            self.history: list[dict] = []
+            self.sessions: list[dict] = []  # earlier sessions; this one is self.session
+            self.session: dict | None = None
+            self.session_t0 = None
+            self.best_epoch, self.best_model = None, None
+            self.finished_by: str | None = None  # early_stopping / epochs once the run is over
+            self.fit_start = None
+            self.resume_point: dict = {}
+            self._epoch: dict = {}
+            # RecBole calls `scaler.step(optimizer)`, i.e. `optimizer.step()`: time it on the instance.
+            self._step_clock = Stopwatch()
+            self.optimizer.step = self._step_clock.wrap(self.optimizer.step)
+
+        # -- restore / save ----------------------------------------------------------------
+        def restore(self, state: dict) -> None:
+            _load_model_state(self.model, state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.start_epoch = state["epoch"] + 1
+            self.cur_step = state["cur_step"]
+            self.best_valid_score = state["best_valid_score"]
+            self.best_valid_result = state["best_valid_result"]
+            self.best_epoch, self.best_model = state["best_epoch"], state["best_model"]
+            self.history, self.sessions = state["history"], state["sessions"]
+            self.train_loss_dict = {e["epoch"]: e["loss"] for e in self.history}
+            self.finished_by = state["finished_by"]
+            _set_rng_state(state["rng"], self.loader_generator)
+            self.resume_point = {k: v for k, v in state.items()
+                                 if k not in ("format", "fingerprint", "history", "sessions")}
+            logger.info(f"resumed from {self.checkpoint}: epoch {self.start_epoch} next, best epoch "
+                        f"{self.best_epoch} ({self.best_valid_score:.6f}), cur_step {self.cur_step}, "
+                        f"{len(self.sessions)} earlier session(s)")
+
+        def take_resume_point(self, epoch_idx: int) -> None:
+            """Copies what the next epoch starts from: the test evaluation later loads other weights."""
+            self.resume_point = {
+                "epoch": int(epoch_idx), "finished_by": self.finished_by,
+                "model": _model_state(self.model), "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "cur_step": self.cur_step, "best_valid_score": float(self.best_valid_score),
+                "best_valid_result": _plain(self.best_valid_result),
+                "best_epoch": self.best_epoch, "best_model": self.best_model,
+                "rng": _rng_state(self.loader_generator),
+            }
+
+        def save(self) -> None:
+            state = {"format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint, **self.resume_point,
+                     "history": self.history, "sessions": self.all_sessions()}
+            atomic_save(state, self.checkpoint, lambda obj, f: torch.save(obj, f, pickle_protocol=4))
+
+        def all_sessions(self) -> list[dict]:
+            return self.sessions + ([self.session] if self.session else [])
+
+        # -- timed epochs --------------------------------------------------------------------
+        def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+            if self.fit_start is None:
+                self.fit_start = time.perf_counter()
+            # RecBole logs an epoch only when it ends, which on full ML-1M is minutes later.
+            logger.info(f"epoch {epoch_idx} training started")
+            batches, forward = TimedBatches(train_data), Stopwatch()
+            self._step_clock.seconds = 0.0
+            t = time.perf_counter()
+            loss_func = forward.wrap(loss_func or self.model.calculate_loss)
+            loss = super()._train_epoch(batches, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+            train_s = time.perf_counter() - t
+            self._epoch = {"epoch": int(epoch_idx), "session": len(self.sessions) + 1, "train_s": train_s,
+                           "batches": batches.batches, "batch_wait_s": batches.seconds, "forward_s": forward.seconds,
+                           "optimizer_step_s": self._step_clock.seconds,
+                           "backward_other_s": train_s - batches.seconds - forward.seconds - self._step_clock.seconds}
+            return loss
+
+        def _valid_epoch(self, valid_data, show_progress=False):
+            t = time.perf_counter()
+            score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+            self._epoch.update(valid_s=time.perf_counter() - t, valid_score=float(score), valid=_plain(result))
+            return score, result
+
+        def end_epoch(self, epoch_idx, valid_score):
+            """fit's callback_fn: after early_stopping() has updated cur_step and the best result."""
+            self._epoch["loss"] = float(self.train_loss_dict[epoch_idx])
+            self.history.append(self._epoch)
+            if self.cur_step == 0:  # this validation was a new best
+                self.best_epoch, self.best_model = int(epoch_idx), _model_state(self.model)
+            self.finished_by = stop_reason(epoch_idx, self.cur_step, self.stopping_step, self.epochs)
+            elapsed = time.perf_counter() - self.fit_start
+            up = self.finished_by is None and time_is_up(
+                elapsed, self._epoch["train_s"] + self._epoch["valid_s"], self.time_limit_s)
+            self.update_session(stopped_by=self.finished_by or ("time_limit" if up else None))
+            self.take_resume_point(epoch_idx)
+            self.save()
+            if up:
+                logger.info(f"time limit of {self.time_limit_s:.0f}s: stopping after epoch {epoch_idx} "
+                            f"({elapsed:.1f}s into this session's training); rerun to resume")
+                raise _TimeUp()
+
+        def begin_session(self, started: str, t0: float) -> None:
+            """Opens this session's record; `t0` is the driver's start (perf_counter)."""
+            self.session_t0 = t0
+            self.session = {"session": len(self.sessions) + 1, "started": started,
+                            "threads": int(torch.get_num_threads()), "first_epoch": self.start_epoch,
+                            "startup_s": time.perf_counter() - t0, "stopped_by": None}
+            self.update_session()
+
+        def update_session(self, **kw) -> None:
+            now = time.perf_counter()
+            self.session.update(kw, epochs_run=sum(e["session"] == self.session["session"] for e in self.history),
+                                fit_s=0.0 if self.fit_start is None else now - self.fit_start,
+                                wall_s=now - self.session_t0)
+
+    return ResumableTrainer
+
+
+# --------------------------------------------------------------------------------------
+# One run.
+# --------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
@@ -68,6 +346,7 @@ def main(argv=None) -> int:
         run = json.load(f)
 
     t_start = time.perf_counter()
+    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     import torch
 
     torch.set_num_threads(int(run["threads"]))
@@ -94,88 +373,58 @@ def main(argv=None) -> int:
     logger.info(model)
     model_build_s = time.perf_counter() - t0
 
-    time_limit_s = run.get("time_limit_s")
-    base = get_trainer(config["MODEL_TYPE"], config["model"])
-
-    class TimedTrainer(base):
-        """RecBole's trainer for this model, with per-epoch timings and a time budget."""
-
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            self.fit_start = None
-            self.train_epoch_s, self.valid_s, self.valid_scores = [], [], []
-            self.best_epoch, self.time_to_best_s = None, None
-            self.stopped_by = "epochs"
-
-        def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-            if self.fit_start is None:
-                self.fit_start = time.perf_counter()
-            t = time.perf_counter()
-            loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
-            self.train_epoch_s.append(time.perf_counter() - t)
-            return loss
-
-        def _valid_epoch(self, valid_data, show_progress=False):
-            t = time.perf_counter()
-            score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
-            self.valid_s.append(time.perf_counter() - t)
-            self.valid_scores.append(float(score))
-            return score, result
-
-        def on_validated(self, epoch_idx, valid_score):
-            # fit() calls this after early_stopping() and after saving a new best checkpoint;
-            # cur_step == 0 means this validation was a new best.
-            now = time.perf_counter() - self.fit_start
-            if self.cur_step == 0:
-                self.best_epoch, self.time_to_best_s = int(epoch_idx), now
-            if time_limit_s is not None and now >= time_limit_s:
-                self.stopped_by = "time_limit"
-                logger.info(f"time limit of {time_limit_s:.0f}s reached after epoch {epoch_idx} ({now:.1f}s)")
-                raise _TimeUp()
-
-    trainer = TimedTrainer(config, model)
-    t0 = time.perf_counter()
+    trainer_class = resumable_trainer(get_trainer(config["MODEL_TYPE"], config["model"]), logger)
+    trainer = trainer_class(config, model, train_data.generator, run["checkpoint"], run["fingerprint"],
+                            run.get("time_limit_s"))
     try:
-        trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"],
-                    callback_fn=trainer.on_validated)
-        if trainer.stopped_by != "time_limit" and len(trainer.train_epoch_s) < config["epochs"]:
-            trainer.stopped_by = "early_stopping"
-    except _TimeUp:
-        pass
-    fit_s = time.perf_counter() - t0
-    best_valid_score, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
+        state = load_checkpoint(run["checkpoint"], run["fingerprint"])
+    except CheckpointMismatch as e:
+        logger.error(str(e))
+        return 3
+    if state is not None:
+        trainer.restore(state)  # last: it sets the RNG states the next epoch draws from
+    resumed_from = trainer.start_epoch if state is not None else None
 
-    # Test on the best checkpoint, as trainer.evaluate(load_best_model=True) does.
+    if trainer.finished_by is None:
+        trainer.begin_session(started, t_start)
+        try:
+            trainer.fit(train_data, valid_data, saved=False, show_progress=config["show_progress"],
+                        callback_fn=trainer.end_epoch)
+        except _TimeUp:
+            pass
+    else:
+        logger.info(f"{run['checkpoint']} is a finished run ({trainer.finished_by}); evaluating its best epoch")
+
     t0 = time.perf_counter()
-    checkpoint = torch.load(trainer.saved_model_file, map_location=trainer.device, weights_only=False)
-    trainer.model.load_state_dict(checkpoint["state_dict"])
-    trainer.model.load_other_parameter(checkpoint.get("other_parameter"))
-    logger.info(f"Loading model structure and parameters from {trainer.saved_model_file}")
+    _load_model_state(trainer.model, trainer.best_model)
     test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=config["show_progress"])
     test_eval_s = time.perf_counter() - t0
-    logger.info(f"best valid : {best_valid_result}")
+    logger.info(f"best valid (epoch {trainer.best_epoch}): {trainer.best_valid_result}")
     logger.info(f"test result: {test_result}")
+    if trainer.session is not None:
+        trainer.update_session()  # so the session's wall time includes the test evaluation
+        trainer.save()
+    sessions = trainer.all_sessions()
 
     train_inter = train_data._dataset.inter_num
     result = {
         "model": run["model"],
+        "status": "finished" if trainer.finished_by else "partial",
+        "stopped_by": trainer.finished_by or "time_limit",
+        "sessions": len(sessions),
+        "resumed_from_epoch": resumed_from,
         "best_epoch": trainer.best_epoch,
-        "epochs_run": len(trainer.train_epoch_s),
-        "stopped_by": trainer.stopped_by,
-        "time_limit_s": time_limit_s,
-        "time_to_best_s": trainer.time_to_best_s,
-        "fit_s": fit_s,
+        "epochs_run": len(trainer.history),
+        "time_limit_s": run.get("time_limit_s"),
+        **totals(trainer.history, sessions, trainer.best_epoch),
         "data_s": data_s,
         "model_build_s": model_build_s,
         "test_eval_s": test_eval_s,
-        "total_s": time.perf_counter() - t_start,
-        "train_epoch_s": trainer.train_epoch_s,
-        "valid_s": trainer.valid_s,
-        "valid_scores": trainer.valid_scores,
-        "train_loss": [float(trainer.train_loss_dict[k]) for k in sorted(trainer.train_loss_dict)],
-        "best_valid_score": float(best_valid_score),
-        "best_valid": _plain(best_valid_result),
+        "best_valid_score": float(trainer.best_valid_score),
+        "best_valid": _plain(trainer.best_valid_result),
         "test": _plain(test_result),
+        "history": trainer.history,
+        "session_log": sessions,
         "num_users": int(dataset.user_num - 1),  # RecBole counts the [PAD] id
         "num_items": int(dataset.item_num - 1),
         "interactions": {"train": int(train_inter), "valid": int(valid_data._dataset.inter_num),
@@ -185,7 +434,7 @@ def main(argv=None) -> int:
         "threads": int(torch.get_num_threads()),
         "device": str(config["device"]),
         "versions": _versions(),
-        "checkpoint": trainer.saved_model_file,
+        "checkpoint": run["checkpoint"],
     }
     with open(args.result, "w") as f:
         json.dump(result, f, indent=2)

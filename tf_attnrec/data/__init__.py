@@ -2,7 +2,7 @@
 
 Flow: files, `load_dataset(name)` (registry: `DatasetSpec`, `register_dataset`) or a
 `DataSource` (a named dataset or a user's log, serializable) -> interactions DataFrame ->
-`leave_one_out_split` / `temporal_split` (+ `Vocabulary`) -> `next_item_dataset` /
+`leave_one_out_split` / `temporal_split` / `ratio_split` (+ `Vocabulary`) -> `next_item_dataset` /
 `evaluation_dataset` / `ranking_examples_dataset`.
 """
 
@@ -38,6 +38,7 @@ from tf_attnrec.data.pipelines import (
     sample_negatives,
 )
 from tf_attnrec.data.preprocessing import sasrec_form
+from tf_attnrec.data.ratio_split import RatioSplit, ratio_split
 from tf_attnrec.data.readers import (
     read_interactions,
     read_movielens_1m,
@@ -64,6 +65,8 @@ from tf_attnrec.data.vocabulary import OOV_ID, PAD_ID, Vocabulary
 __all__ = [
     "InteractionGraph",
     "NeighbourSampler",
+    "RatioSplit",
+    "ratio_split",
     "CACHE_DIR_ENV",
     "DATASET_REGISTRY",
     "DATASET_SOURCES",

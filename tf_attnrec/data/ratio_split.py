@@ -78,6 +78,11 @@ class RatioSplit:
     def num_users(self) -> int:
         return len(self.users)
 
+    @property
+    def user_vocabulary(self) -> Vocabulary:
+        """Raw user id -> model id; user row r is model id r + 2 (what runs and exports store)."""
+        return Vocabulary(self.users)
+
     def targets(self, stage: str) -> list:
         """Per user, the held-out items of `stage` ("validation" or "test")."""
         return self.validation if _check_stage(stage) == "validation" else self.test

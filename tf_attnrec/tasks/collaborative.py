@@ -115,7 +115,7 @@ def save_collaborative_run(model: GraphCFModel, split: RatioSplit, run_dir: Path
                            extra_config: Optional[Mapping[str, Any]] = None) -> pathlib.Path:
     """The model, both vocabularies and the training graph, in a run directory."""
     run_dir = runs.save_model(model, run_dir, split.vocabulary, extra_config)
-    runs.write_text_atomic(run_dir / runs.USER_VOCABULARY_FILE, Vocabulary(split.users).to_json())
+    runs.write_text_atomic(run_dir / runs.USER_VOCABULARY_FILE, split.user_vocabulary.to_json())
     model.graph.save(run_dir / runs.GRAPH_FILE)
     return run_dir
 
@@ -136,7 +136,7 @@ def check_same_graph(run_dir: PathLike, split: RatioSplit, graph: InteractionGra
     `stored` is what `load_users_and_graph(run_dir)` returns, when the caller already has it.
     """
     users, stored_graph = stored or load_users_and_graph(run_dir)
-    if (users != Vocabulary(split.users)
+    if (users != split.user_vocabulary
             or not np.array_equal(stored_graph.user_index, graph.user_index)
             or not np.array_equal(stored_graph.item_index, graph.item_index)):
         raise ValueError(
