@@ -23,7 +23,7 @@ so scores are deterministic, and a user is embedded from all their items.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import numpy as np
 import tensorflow as tf
