@@ -173,7 +173,7 @@ class GraphSAGE(ConfigFromAttributes, tf.keras.layers.Layer):
             if given and self.aggregator != "attention":
                 raise ValueError(
                     f"GraphSAGE: `{flag}` needs aggregator='attention'; got "
-                    f"aggregator={self.aggregator!r}, which has no attention weights."
+                    f"aggregator={self.aggregator!r}, which has no attention."
                 )
         # Keras fills `mask` from the first argument (`inputs`) when it has a Keras mask: a
         # [B] mask of the nodes themselves, with no neighbour axis. (Keras does not always

@@ -90,8 +90,6 @@ def edge_weighted_matmul(indices: tf.Tensor, weights: tf.Tensor, dense_shape: tf
     return multiply(tf.gather(weights, permutation), features)
 
 
-__all__ = ["edge_weighted_matmul", "sparse_matmul"]
-
 
 def gather_rows(table: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
     """`tf.gather(table, indices)` whose gradient is one CSR product instead of a segment sum.
@@ -127,3 +125,6 @@ def gather_rows(table: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
         return tf.gather(x, indices), gradient
 
     return gather(table)
+
+
+__all__ = ["edge_weighted_matmul", "gather_rows", "sparse_matmul"]

@@ -30,8 +30,9 @@ _EXCLUDED_SCORE = -1e9
 class GraphCFModel(RecommenderModel):
     """Base class: ego embeddings, graph propagation (`propagate`), BPR loss, full scoring.
 
-    Subclasses implement `propagate(users, items, training)` and add their own config keys to
-    `get_config`.
+    Subclasses implement `propagate(users, items, training)`, or, when they do not propagate
+    the whole graph (`graphsage_cf` samples neighbourhoods), override `final_embeddings` and
+    `compute_loss`; each adds its own config keys to `get_config`.
 
     Args:
         num_users: U, user nodes (rows of the split).
