@@ -53,18 +53,21 @@ def bpr_triples(graph: InteractionGraph, batch_size: int = 2048, seed: int = 0, 
         return edge_keys[np.minimum(np.searchsorted(edge_keys, keys), num_edges - 1)] == keys
 
     def one_pass() -> Iterator[dict]:
-        # The whole pass is drawn at once in NumPy (a permutation and E negatives, ~0.1 s on
-        # ML-1M); tf.data's per-element shuffle and a per-batch redraw loop cost several times
-        # more CPU, which the train step needs.
-        order = rng.permutation(num_edges) if shuffle else np.arange(num_edges)
-        users, positives = graph.user_index[order], graph.item_index[order]
+        # The whole pass is drawn at once in NumPy; tf.data's per-element shuffle and a
+        # per-batch redraw loop cost several times more CPU, which the train step needs.
+        # Negatives are drawn and checked in the graph's (user, item) order and shuffled with
+        # their edges afterwards: the membership queries then arrive grouped by user, next to
+        # each other in `edge_keys`. On a 20M-edge graph the check took 1.8 s that way, against
+        # 69 s for the same queries in shuffled order (cache misses; 2 busy cores).
         negatives = rng.integers(0, num_items, num_edges, dtype=np.int32)
-        collide = np.flatnonzero(is_positive(users, negatives))
+        collide = np.flatnonzero(is_positive(graph.user_index, negatives))
         for _ in range(max_draws - 1):  # each round re-checks only the draws that collided
             if not len(collide):
                 break
             negatives[collide] = rng.integers(0, num_items, len(collide), dtype=np.int32)
-            collide = collide[is_positive(users[collide], negatives[collide])]
+            collide = collide[is_positive(graph.user_index[collide], negatives[collide])]
+        order = rng.permutation(num_edges) if shuffle else np.arange(num_edges)
+        users, positives, negatives = graph.user_index[order], graph.item_index[order], negatives[order]
         for start in range(0, num_edges, batch_size):
             part = slice(start, start + batch_size)
             yield {"user": users[part], "positive": positives[part] + FIRST_ID, "negative": negatives[part] + FIRST_ID}
