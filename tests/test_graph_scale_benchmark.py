@@ -15,6 +15,10 @@ import tf_attnrec  # noqa: F401  (Keras 2 before TensorFlow)
 from tests.conftest import load_benchmark
 
 
+# How far apart two readings of the same resident memory can be (see the lightgcn test).
+RSS_READING_SLACK = 2 * 2**20
+
+
 @pytest.fixture(scope="module")
 def scale():
     return load_benchmark("graph_scale")
@@ -93,7 +97,10 @@ def test_lightgcn_measurement_runs_and_reports_every_field(scale, tmp_path, caps
         for name in ("generate", "from_pairs", "model", "adjacency", "forward", "sparse_matmul",
                      "sparse_matmul_fwd_bwd", "csr_kernel", "train_step"):
             phase = result["phases"][name]
-            assert phase["seconds"] > 0 and phase["peak_rss_bytes"] >= phase["rss_before_bytes"] > 0
+            # The kernel's RSS counters are per-CPU sums read approximately: VmHWM read after a
+            # phase can come out some pages under VmRSS read before it (seen: 128 kB).
+            assert phase["seconds"] > 0 and phase["rss_before_bytes"] > 0
+            assert phase["peak_rss_bytes"] >= phase["rss_before_bytes"] - RSS_READING_SLACK
         assert len(result["phases"]["forward"]["repeat_seconds"]) == 1
         assert result["peak_rss_bytes"] >= result["baseline_rss_bytes"] > 0
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -113,7 +120,7 @@ def test_graphsage_epoch_measurement_trains_every_edge_once(scale, tmp_path, cap
     epoch = result["phases"]["epoch"]
     assert epoch["steps"] == 6 and 0 < epoch["median_step_seconds"] <= epoch["seconds"]
     assert result["edges_per_second"] == pytest.approx(1500 / epoch["seconds"])
-    assert epoch["peak_rss_bytes"] >= epoch["rss_before_bytes"] > 0
+    assert epoch["peak_rss_bytes"] >= epoch["rss_before_bytes"] - RSS_READING_SLACK > 0
     for name in ("generate", "from_pairs", "model", "set_graph", "epoch"):
         assert result["phases"][name]["seconds"] > 0
 

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tests.layers import _reference as ref
 from tf_attnrec.layers.graph_attention import GraphAttention
+from tf_attnrec.layers.sparse_ops import edge_weighted_matmul
 
 N, D, UNITS = 5, 4, 3
 NT, DT, NS, DS = 3, 2, 4, 5
@@ -157,6 +158,141 @@ def test_weights_sum_to_one_and_isolated_targets_are_zero(bipartite):
     np.testing.assert_array_equal(out.numpy(), np.zeros((num_targets, 3 * UNITS)))
 
 
+def _autodiff_gat(layer: GraphAttention, inputs, adjacency: tf.SparseTensor):
+    """The layer's earlier formulation in plain TensorFlow ops, differentiated by autodiff.
+
+    Unsorted segment softmax over the edges in the given order, `[E, H, U]` messages summed
+    per target: outputs and weights (adjacency order, added self loops last) from the
+    layer's own variables, so a tape sees the same weights.
+    """
+    heads, units = layer.num_heads, layer.units
+    if isinstance(inputs, tuple):
+        targets, sources = inputs
+        ht = tf.reshape(tf.matmul(targets, layer.target_kernel), [-1, heads, units])
+        hs = tf.reshape(tf.matmul(sources, layer.source_kernel), [-1, heads, units])
+    else:
+        targets = sources = inputs
+        ht = hs = tf.reshape(tf.matmul(inputs, layer.kernel), [-1, heads, units])
+    num_targets = tf.shape(targets)[0]
+    rows, cols = adjacency.indices[:, 0], adjacency.indices[:, 1]
+    keep = None
+    if layer.add_self_loops:
+        loops = tf.range(tf.cast(num_targets, tf.int64))
+        keep = tf.concat([rows != cols, tf.ones_like(loops, tf.bool)], 0)
+        rows, cols = tf.concat([rows, loops], 0), tf.concat([cols, loops], 0)
+    scores = tf.nn.leaky_relu(
+        tf.gather(tf.reduce_sum(ht * layer.attention_target, -1), rows)
+        + tf.gather(tf.reduce_sum(hs * layer.attention_source, -1), cols), alpha=layer.negative_slope)
+    if keep is not None:
+        scores = tf.where(keep[:, None], scores, -1e9)
+    exp = tf.exp(scores - tf.gather(tf.math.unsorted_segment_max(scores, rows, num_targets), rows))
+    weights = exp / tf.gather(tf.math.unsorted_segment_sum(exp, rows, num_targets), rows)
+    out = tf.math.unsorted_segment_sum(weights[:, :, None] * tf.gather(hs, cols), rows, num_targets)
+    out = tf.reshape(out, [-1, heads * units]) if layer.concat_heads else tf.reduce_mean(out, axis=1)
+    if layer.use_bias:
+        out = out + layer.bias
+    return layer.activation(out), weights
+
+
+def _row_major_edges(edges: np.ndarray) -> np.ndarray:
+    return edges[np.lexsort([edges[:, 1], edges[:, 0]])]
+
+
+@pytest.mark.parametrize(
+    "bipartite,row_major,kwargs",
+    [
+        (False, False, {}),
+        (False, True, {}),
+        (False, False, {"num_heads": 3}),
+        (False, True, {"num_heads": 3, "concat_heads": False}),
+        (False, False, {"num_heads": 2, "add_self_loops": True, "activation": "elu"}),
+        (False, True, {"num_heads": 2, "add_self_loops": True, "concat_heads": False}),
+        (False, True, {"attention_dropout": 0.4, "concat_heads": False, "use_bias": False}),
+        (True, False, {}),
+        (True, True, {"num_heads": 3, "negative_slope": 0.05}),
+        (True, False, {"num_heads": 3, "concat_heads": False, "attention_dropout": 0.4}),
+    ],
+    ids=["square-1", "square-1-sorted", "square-3-concat", "square-3-mean-sorted", "square-loops-elu",
+         "square-loops-mean-sorted", "square-dropout-inference-sorted", "bipartite-1",
+         "bipartite-3-concat-sorted", "bipartite-3-mean-dropout-inference"],
+)
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf.function"])
+@pytest.mark.parametrize("training", [False, True], ids=["inference", "training-xla"])
+def test_outputs_and_gradients_match_autodiff_formulation(bipartite, row_major, kwargs, compiled, training):
+    """The fused softmax, the sorted edges and the custom gradients change no number: outputs,
+    attention weights and every gradient (inputs and weights) match the plain-ops formulation,
+    isolated nodes included (square node 4, bipartite target 1), attention dropout in
+    inference mode (training=False) included. In training mode the forward runs under XLA
+    (dropout is set to 0 there, so the comparison stays deterministic)."""
+    if training:
+        kwargs = {**kwargs, "attention_dropout": 0.0}
+    inputs, edges, _ = _graph(bipartite)
+    if row_major:
+        edges = _row_major_edges(edges)
+    adjacency = _adjacency(edges, [NT, NS] if bipartite else [N, N])
+    inputs = tuple(tf.constant(x) for x in inputs) if bipartite else tf.constant(inputs)
+    layer = GraphAttention(UNITS, **kwargs)
+    layer(inputs, adjacency)
+    _randomize(layer)
+    rng = np.random.default_rng(3)
+    num_edges = len(edges) + (N if layer.add_self_loops else 0)
+    out_direction = tf.constant(rng.normal(size=(NT if bipartite else N, layer.output_dim)), tf.float32)
+    weight_direction = tf.constant(rng.normal(size=(num_edges, layer.num_heads)), tf.float32)
+    flat_inputs = list(inputs) if bipartite else [inputs]
+
+    def loss_and_gradients(forward):
+        with tf.GradientTape() as tape:
+            tape.watch(flat_inputs)
+            out, weights = forward()
+            loss = tf.reduce_sum(out * out_direction) + tf.reduce_sum(weights * weight_direction)
+        return (out, weights), tape.gradient(loss, flat_inputs + layer.trainable_variables)
+
+    def ours():
+        return loss_and_gradients(
+            lambda: layer(inputs, adjacency, training=training, return_attention_weights=True))
+
+    def theirs():
+        return loss_and_gradients(lambda: _autodiff_gat(layer, inputs, adjacency))
+
+    if compiled:
+        ours, theirs = tf.function(ours), tf.function(theirs)
+    (out, weights), grads = ours()
+    (expected_out, expected_weights), expected_grads = theirs()
+    np.testing.assert_allclose(out.numpy(), expected_out.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(weights.numpy(), expected_weights.numpy(), rtol=1e-5, atol=1e-7)
+    assert len(grads) == len(expected_grads) == len(flat_inputs) + len(layer.trainable_variables)
+    for grad, expected in zip(grads, expected_grads):
+        assert grad is not None and expected is not None
+        np.testing.assert_allclose(tf.convert_to_tensor(grad).numpy(), tf.convert_to_tensor(expected).numpy(),
+                                   rtol=1e-4, atol=1e-5)
+    # Not vacuous: the attention vectors get gradients through the softmax.
+    names = [v.name for v in layer.trainable_variables]
+    attention_grads = grads[len(flat_inputs) + names.index(layer.attention_source.name)]
+    assert np.abs(attention_grads.numpy()).max() > 1e-3
+
+
+@pytest.mark.parametrize("row_major", [False, True])
+def test_edge_weighted_matmul_matches_dense_product_and_gradients(row_major):
+    """`GraphAttention` passes sorted edges (`row_major=True`); any order works without it."""
+    edges = _row_major_edges(BIPARTITE_EDGES) if row_major else BIPARTITE_EDGES
+    rng = np.random.default_rng(4)
+    weights = tf.constant(rng.normal(size=len(edges)), tf.float32)
+    features = tf.constant(rng.normal(size=(NS, 3)), tf.float32)
+    direction = tf.constant(rng.normal(size=(NT, 3)), tf.float32)
+    dense_shape = tf.constant([NT, NS], tf.int64)
+    scatter = lambda w: tf.scatter_nd(edges, w, [NT, NS])  # noqa: E731  (no duplicate edges)
+    results = []
+    for product in (lambda w, x: edge_weighted_matmul(edges, w, dense_shape, x, row_major=row_major),
+                    lambda w, x: tf.matmul(scatter(w), x)):
+        with tf.GradientTape() as tape:
+            tape.watch([weights, features])
+            out = product(weights, features)
+            loss = tf.reduce_sum(out * direction)
+        results.append([out, *tape.gradient(loss, [weights, features])])
+    for ours, expected in zip(*results):  # a reordered weight's gradient is IndexedSlices
+        np.testing.assert_allclose(tf.convert_to_tensor(ours).numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_attention_dropout_only_in_training():
     inputs, _, adjacency = _graph(False)
     layer = GraphAttention(UNITS, num_heads=2, attention_dropout=0.5)
@@ -233,6 +369,28 @@ def test_tf_function_with_dynamic_number_of_edges(add_self_loops):
     # The traced function checks the graph against the features: no silent dropped edges.
     with pytest.raises(tf.errors.InvalidArgumentError, match="dense shape"):
         serve(square[:3], adjacency)
+
+
+def _xla_functions(concrete: tf.types.experimental.ConcreteFunction) -> list:
+    """Names of the functions in `concrete`'s graph (its library included) that XLA must compile."""
+    graph_def = concrete.graph.as_graph_def()
+    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+    flagged = [n.name for n in nodes if n.attr["_XlaMustCompile"].b]
+    flagged += [f.signature.name for f in graph_def.library.function if f.attr["_XlaMustCompile"].b]
+    return flagged
+
+
+def test_inference_graph_holds_no_xla_and_training_graph_does():
+    """Stock TF Serving runs XLA only behind an experimental flag: an inference trace (what a
+    SavedModel serves) must not contain it. The training step uses it (the fused softmax)."""
+    layer = GraphAttention(UNITS, num_heads=2, add_self_loops=True)
+    square, _, adjacency = _graph(False)
+    layer(square, adjacency)
+    spec = [tf.TensorSpec([None, D], tf.float32), tf.SparseTensorSpec([None, None], tf.float32)]
+    inference = tf.function(lambda x, a: layer(x, a, training=False), input_signature=spec)
+    training = tf.function(lambda x, a: layer(x, a, training=True), input_signature=spec)
+    assert _xla_functions(inference.get_concrete_function()) == []
+    assert _xla_functions(training.get_concrete_function()) != []
 
 
 def test_gradients_finite_and_nonzero_with_isolated_node():
