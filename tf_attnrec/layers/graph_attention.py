@@ -18,7 +18,7 @@ import tensorflow as tf
 from tf_attnrec.layers.checks import check_positive_int, get_activation, get_initializer
 from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.multi_head_attention import clone_initializer
-from tf_attnrec.layers.sparse_ops import _row_major_keys, edge_weighted_matmul, is_row_major
+from tf_attnrec.layers.sparse_ops import edge_weighted_matmul, in_row_major_order
 
 # The logit of an edge that must get weight 0 (an explicit self loop replaced by the added
 # one). Scores are normalised in float32, where exp(-1e9 - max) is exactly 0.
@@ -41,29 +41,6 @@ def _feature_dim(shape: Any, argument: str) -> int:
             f"with a known feature size; got {shape}."
         )
     return int(shape[-1])
-
-
-def _row_major(
-    indices: tf.Tensor, num_sources: tf.Tensor, *tensors: tf.Tensor, permutation: bool = False,
-    compiled: bool = False,
-) -> tuple[tf.Tensor, list]:
-    """`(is_sorted, [indices, *tensors])` with the `[E, 2]` edges sorted by (target, source).
-
-    Already sorted edges (an adjacency built row-major once, as `gat_cf`'s) come back as they
-    are: one pass over the keys, no sort and no gather. With `permutation`, the list ends with
-    the sorting permutation (only read where the edges were not sorted). `compiled` checks
-    the order with XLA (training steps only, see `is_row_major`).
-    """
-    is_sorted = is_row_major(indices, num_sources, compiled=compiled)
-
-    def reorder() -> list:
-        order = tf.argsort(_row_major_keys(indices, num_sources), stable=True)
-        return [tf.gather(t, order) for t in (indices, *tensors)] + ([order] if permutation else [])
-
-    def unchanged() -> list:
-        return [indices, *tensors] + ([tf.zeros(tf.shape(indices)[:1], tf.int32)] if permutation else [])
-
-    return is_sorted, tf.cond(is_sorted, unchanged, reorder)
 
 
 def _leaky_scores(target_scores, source_scores, rows, cols, keep, negative_slope):
@@ -353,7 +330,7 @@ class GraphAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         compiled = training is True
         # Edges sorted by (target, source) once (a no-op for sorted ones), for the CSR
         # products of every head; the weights go back to the given order only when returned.
-        is_sorted, (indices, *rest) = _row_major(
+        is_sorted, (indices, *rest) = in_row_major_order(
             indices, num_sources, *([] if keep is None else [keep]), permutation=return_attention_weights,
             compiled=compiled)
         if keep is not None:

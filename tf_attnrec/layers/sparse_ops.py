@@ -17,23 +17,12 @@ def _row_major_keys(indices: tf.Tensor, num_columns: tf.Tensor) -> tf.Tensor:
     return indices[:, 0] * tf.cast(num_columns, tf.int64) + indices[:, 1]
 
 
-def _in_row_major_order(indices: tf.Tensor, num_columns: tf.Tensor, *tensors: tf.Tensor) -> list:
-    """`[indices, *tensors]` reordered along their first axis so that `[E, 2]` indices are row-major.
-
-    When they already are (one pass over the indices), the inputs themselves come back: no
-    sort and no gather. The identity permutation used to be applied anyway: with it a
-    LightGCN step on ML-1M took 210 ms, without it 147 ms (`/tmp` timing, 2 busy cores).
-    The check is TensorFlow ops, not `is_row_major`: XLA would save about 7 ms a product, but
-    with it `tests/test_graph_scale_benchmark.py` failed 7 runs in 8 on its per-phase check
-    `VmHWM after >= VmRSS before` (off by a few pages; that check is racy without XLA too).
-    """
+def _is_row_major(indices: tf.Tensor, num_columns: tf.Tensor) -> tf.Tensor:
     keys = _row_major_keys(indices, num_columns)
+    return tf.reduce_all(keys[1:] >= keys[:-1])
 
-    def reorder() -> list:
-        permutation = tf.argsort(keys, stable=True)
-        return [tf.gather(t, permutation) for t in (indices, *tensors)]
 
-    return tf.cond(tf.reduce_all(keys[1:] >= keys[:-1]), lambda: [indices, *tensors], reorder)
+_is_row_major_xla = tf.function(_is_row_major, jit_compile=True, autograph=False)
 
 
 def is_row_major(indices: tf.Tensor, num_columns: tf.Tensor, compiled: bool = False) -> tf.Tensor:
@@ -47,12 +36,27 @@ def is_row_major(indices: tf.Tensor, num_columns: tf.Tensor, compiled: bool = Fa
     return (_is_row_major_xla if compiled else _is_row_major)(indices, num_columns)
 
 
-def _is_row_major(indices: tf.Tensor, num_columns: tf.Tensor) -> tf.Tensor:
-    keys = _row_major_keys(indices, num_columns)
-    return tf.reduce_all(keys[1:] >= keys[:-1])
+def in_row_major_order(indices: tf.Tensor, num_columns: tf.Tensor, *tensors: tf.Tensor, compiled: bool = False,
+                       permutation: bool = False) -> tuple[tf.Tensor, list]:
+    """`(is_sorted, [indices, *tensors])`, reordered along their first axis so that the `[E, 2]`
+    indices are row-major (sorted by row, then column).
 
+    When they already are (one pass over the indices, `is_row_major`), the inputs themselves
+    come back: no sort and no gather. The identity permutation used to be applied anyway:
+    with it a LightGCN step on ML-1M took 210 ms, without it 147 ms (`/tmp` timing, 2 busy
+    cores). With `permutation`, the list ends with the sorting permutation (only meaningful
+    where the indices were not sorted). `compiled` checks the order with XLA.
+    """
+    is_sorted = is_row_major(indices, num_columns, compiled=compiled)
 
-_is_row_major_xla = tf.function(_is_row_major, jit_compile=True, autograph=False)
+    def reorder() -> list:
+        order = tf.argsort(_row_major_keys(indices, num_columns), stable=True)
+        return [tf.gather(t, order) for t in (indices, *tensors)] + ([order] if permutation else [])
+
+    def unchanged() -> list:
+        return [indices, *tensors] + ([tf.zeros(tf.shape(indices)[:1], tf.int32)] if permutation else [])
+
+    return is_sorted, tf.cond(is_sorted, unchanged, reorder)
 
 
 @tf.function(jit_compile=True, autograph=False)
@@ -84,7 +88,9 @@ def sparse_matmul(adjacency: tf.SparseTensor, features: tf.Tensor) -> tf.Tensor:
     Returns:
         `[targets, D]`.
     """
-    indices, values = _in_row_major_order(adjacency.indices, adjacency.dense_shape[1], adjacency.values)
+    # The order check stays TensorFlow ops (`compiled=False`): this product runs in inference
+    # graphs too, which must not hold XLA (stock TF Serving runs it only behind a flag).
+    _, (indices, values) = in_row_major_order(adjacency.indices, adjacency.dense_shape[1], adjacency.values)
 
     @tf.custom_gradient
     def multiply(x: tf.Tensor) -> tuple:
@@ -120,7 +126,7 @@ def edge_weighted_matmul(indices: tf.Tensor, weights: tf.Tensor, dense_shape: tf
         float32 `[targets, D]`.
     """
     if not row_major:
-        indices, weights = _in_row_major_order(indices, dense_shape[1], weights)
+        _, (indices, weights) = in_row_major_order(indices, dense_shape[1], weights)
 
     @tf.custom_gradient
     def multiply(values: tf.Tensor, x: tf.Tensor) -> tuple:
@@ -170,4 +176,4 @@ def gather_rows(table: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
     return gather(table)
 
 
-__all__ = ["edge_weighted_matmul", "gather_rows", "is_row_major", "sparse_matmul"]
+__all__ = ["edge_weighted_matmul", "gather_rows", "in_row_major_order", "is_row_major", "sparse_matmul"]
