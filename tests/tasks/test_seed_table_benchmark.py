@@ -1,4 +1,4 @@
-"""benchmarks/ranking_table.py: mean/std over seeds and the "beats the baseline" verdict.
+"""benchmarks/seed_table.py: mean/std over seeds and the "beats the baseline" verdict.
 
 The training runs themselves are the CLI's (tested in tests/test_cli.py); here the table
 arithmetic is checked on hand-made metrics, so a wrong spread or verdict fails.
@@ -16,7 +16,7 @@ from tests.conftest import load_benchmark
 
 @pytest.fixture(scope="module")
 def table_script():
-    return load_benchmark("ranking_table")
+    return load_benchmark("seed_table")
 
 
 def _run(seed: int, gauc: float, auc: float = 0.8, log_loss: float = 0.4) -> dict:
@@ -51,3 +51,26 @@ def test_markdown_has_one_row_per_model(table_script):
     rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert [row.split("`")[1] for row in rows] == ["din", "dcn"]
     assert "0.7500 ± 0.0707" in rows[0]
+
+
+def _cf_run(seed: int, ndcg: float, stopped_by: str = "early_stopping") -> dict:
+    return {"seed": seed, "test": {"recall@10": 0.17, "ndcg@10": ndcg, "recall@20": 0.26, "ndcg@20": 0.27,
+                                   "users": 6040},
+            "train_seconds": 100.0, "best_pass": 70 + seed, "stopped_by": stopped_by}
+
+
+def test_collaborative_table_compares_attention_models_with_lightgcn_on_ndcg(table_script):
+    spec = table_script.TABLES["collaborative"]
+    table = table_script.summarise({
+        "lightgcn": [_cf_run(s, n) for s, n in enumerate([0.265, 0.266, 0.264])],
+        "gat_cf": [_cf_run(s, n) for s, n in enumerate([0.275, 0.276, 0.274])],
+        "graphsage_cf": [_cf_run(s, n, "time_limit") for s, n in enumerate([0.250, 0.255, 0.260])],
+    }, spec)
+    lines = {line.split()[0]: line for line in table_script.verdicts(table, spec)}
+    assert "gat_cf beats lightgcn on NDCG@10: difference +0.0100" in lines["gat_cf"]
+    assert "graphsage_cf does NOT beat lightgcn" in lines["graphsage_cf"]
+    assert table["lightgcn"]["num_test_examples"] == 6040
+    text = table_script.markdown(table, [0, 1, 2], spec)
+    assert text.splitlines()[0].startswith("| model | test Recall@10 | test NDCG@10 | test Recall@20 | test NDCG@20 |")
+    sage = next(line for line in text.splitlines() if line.startswith("| `graphsage_cf`"))
+    assert "0.2550 ± 0.0050" in sage and "time_limit" in sage
