@@ -127,7 +127,7 @@ class GraphAttention(ConfigFromAttributes, tf.keras.layers.Layer):
     a softmax over the incoming edges of `i`, and `out_i = sum_j alpha_ij W_s h_j`. Heads are
     concatenated (`[N, num_heads * units]`) or averaged (`[N, units]`), then bias and
     activation are applied. Everything runs on the edge list (a segment-op softmax, compiled
-    with XLA, and one CSR product per head, `tf_attnrec.layers.sparse_ops`), never on a
+    with XLA in training steps, and one CSR product per head, `tf_attnrec.layers.sparse_ops`), never on a
     dense `[N, N]` matrix; the softmax and the aggregation are done in float32. A target with
     no neighbour outputs zeros (plus bias), never NaN.
 
