@@ -73,7 +73,7 @@ def _run(layer, sequences, features):
 
 def test_session_graph_matches_numpy():
     graph = session_graph(SEQUENCES)
-    node_ids, adjacency, alias = (t.numpy() for t in graph)
+    node_ids, adjacency, alias, edge_times = (t.numpy() for t in graph)
     assert adjacency.dtype == np.float32 and adjacency.shape == (5, 6, 6)
     for row, sequence in enumerate(SEQUENCES):
         nodes, expected, expected_alias = _numpy_session_graph(sequence)
@@ -85,6 +85,36 @@ def test_session_graph_matches_numpy():
         assert [slots.tolist().index(a) for a in alias[row][real]] == expected_alias
         np.testing.assert_array_equal(alias[row][~real], np.flatnonzero(~real))  # own empty slot
     assert adjacency[4].max() == 1.0  # the repeated transition 2 > 3 counts once
+    np.testing.assert_array_equal(adjacency, edge_times < SEQUENCES.shape[1])
+    # Row 4 is 2 3 2 3 5 1: 2>3 first at position 1 (again at 3), 3>2 at 2, 3>5 at 4, 5>1 at 5.
+    slot = {2: 0, 3: 1, 5: 4, 1: 5}
+    assert {(a, b): int(edge_times[4, slot[a], slot[b]]) for a, b in [(2, 3), (3, 2), (3, 5), (5, 1)]} == {
+        (2, 3): 1, (3, 2): 2, (3, 5): 4, (5, 1): 5}
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_prefix_states_equal_the_layer_on_each_prefix_graph(normalize):
+    rng = np.random.default_rng(5)
+    length = SEQUENCES.shape[1]
+    features = rng.normal(size=(len(SEQUENCES), length, D)).astype(np.float32)
+    features[3] = np.inf  # all padding: must stay out of every result
+    layer = GatedGraphConvolution(normalize=normalize)
+    graph = session_graph(SEQUENCES)
+    node_mask = graph.node_ids > 0
+    layer(features, graph.adjacency, mask=node_mask)
+    _randomize(layer)
+    nodes = np.tile(np.arange(length), [len(SEQUENCES), length])  # every (time, node) pair
+    times = np.repeat(np.arange(length), length)[None].repeat(len(SEQUENCES), 0)
+    states = layer.prefix_states(features, graph.edge_times, nodes, times, mask=node_mask).numpy()
+    assert np.isfinite(states).all()
+    for t in range(length):
+        prefix_graph = tf.cast(graph.edge_times <= t, tf.float32)
+        expected = layer(features, prefix_graph, mask=node_mask).numpy()
+        np.testing.assert_allclose(states[:, t * length:(t + 1) * length], expected, rtol=1e-5, atol=1e-5)
+    # The prefixes differ (the check can fail): node 4>5's source 4 gains its successor at 3.
+    assert not np.allclose(states[0, 2 * length + 2], states[0, 3 * length + 2], atol=1e-4)
+    with pytest.raises(ValueError, match="one propagation step"):
+        GatedGraphConvolution(num_steps=2).prefix_states(features, graph.edge_times, nodes, times)
 
 
 @pytest.mark.parametrize("num_steps, normalize", [(1, True), (2, True), (1, False)])

@@ -140,6 +140,17 @@ def test_causality():
         assert not np.allclose(out2[:, step + 1:], out[:, step + 1:])
 
 
+def test_use_causal_mask_overrides_the_layer_setting_per_call():
+    x, _ = _inputs(tq=5)
+    causal, free = MultiHeadAttention(H, KEY_DIM, causal=True), MultiHeadAttention(H, KEY_DIM)
+    causal(x, x)
+    free(x, x)
+    free.set_weights(causal.get_weights())
+    np.testing.assert_allclose(causal(x, x, use_causal_mask=False).numpy(), free(x, x).numpy(), atol=1e-6)
+    np.testing.assert_allclose(free(x, x, use_causal_mask=True).numpy(), causal(x, x).numpy(), atol=1e-6)
+    assert not np.allclose(causal(x, x).numpy(), free(x, x).numpy(), atol=1e-4)
+
+
 def test_gradients_finite_and_nonzero_for_all_weights():
     query, value = _inputs()
     layer = MultiHeadAttention(H, KEY_DIM, causal=True, dropout=0.1)

@@ -98,6 +98,25 @@ def test_causal_block_never_sees_the_future_and_bidirectional_does():
                                out_b[:, :step + 1], atol=1e-5)
 
 
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_one_query_over_its_masked_context_equals_causal_self_attention(norm_first):
+    """`context=`: row (b, t) attends over `x[b]` masked to `<= t`, the causal output at t."""
+    layer = TransformerBlock(HEADS, D, ff_activation="relu", norm_first=norm_first, causal=True)
+    x = _x()
+    layer(x, mask=MASK)
+    _randomize(layer)
+    expected = layer(x, mask=MASK).numpy()
+    visible = MASK[:, None, :] & np.tril(np.ones([T, T], bool))[None]  # [B, t, j]
+    rows = layer(
+        x.reshape(B * T, 1, D), mask=MASK.reshape(B * T, 1),
+        context=np.repeat(x, T, axis=0), context_mask=visible.reshape(B * T, T),
+    ).numpy()
+    np.testing.assert_allclose(rows.reshape(B, T, D), expected, rtol=1e-5, atol=1e-5)
+    # The context decides what is seen: the whole sequence for every row is not causal.
+    unmasked = layer(x.reshape(B * T, 1, D), context=np.repeat(x, T, axis=0)).numpy()
+    assert not np.allclose(unmasked.reshape(B, T, D)[1, 0], expected[1, 0], atol=1e-4)
+
+
 def test_pre_and_post_layer_norm_differ_and_post_ln_is_normalized():
     x = _x() * 3.0 + 1.0
     pre = TransformerBlock(HEADS, D, norm_first=True)

@@ -1,4 +1,4 @@
-"""GC-SAN encoder: padding invariance, the honest `supports_all_positions`, config, one train step."""
+"""GC-SAN encoder: padding invariance, exact per-prefix training states, config, one train step."""
 
 from __future__ import annotations
 
@@ -42,13 +42,9 @@ def test_left_padding_does_not_change_the_query_or_scores():
     assert not np.allclose(model(reordered, training=False).numpy(), query, atol=1e-4)
 
 
-def test_graph_states_see_later_items_so_no_per_position_training():
-    """Why `supports_all_positions` is False: the graph of the whole history reaches back."""
-    model = _model()
-    encoder = model.encoder
-    assert encoder.supports_all_positions is False
-    with pytest.raises(NotImplementedError, match="supports_all_positions=False"):
-        encoder.encode_sequence(np.zeros([1, MAX_LENGTH], np.int32))
+def test_whole_history_graph_states_see_later_items():
+    """Why `encode_sequence` cannot read per-position outputs of `call`'s graph."""
+    encoder = _model().encoder
     history = np.array([[0, 0, 0, 4, 5, 6, 7, 8]], np.int32)
     later = history.copy()
     later[0, -1] = 9  # only the last item changes
@@ -61,6 +57,46 @@ def test_graph_states_see_later_items_so_no_per_position_training():
     repeated, _ = encoder._embed(np.array([[0, 0, 4, 5, 4, 6, 4, 7]], np.int32), training=False)
     np.testing.assert_array_equal(repeated.numpy()[0, 2], repeated.numpy()[0, 4])
     np.testing.assert_array_equal(repeated.numpy()[0, 2], repeated.numpy()[0, 6])
+
+
+# Repeats, self loops, a repeated transition, one item, all padding, no padding.
+PREFIX_CASES = np.array([
+    [0, 0, 4, 5, 4, 6, 6, 7],
+    [2, 3, 2, 3, 5, 1, 2, 2],
+    [0, 0, 0, 0, 0, 0, 0, 9],
+    [0] * MAX_LENGTH,
+    [4, 5, 6, 7, 8, 9, 10, 11],
+], np.int32)
+
+
+@pytest.mark.parametrize("config", [{}, {"num_blocks": 2, "norm_first": True}, {"num_blocks": 3, "num_heads": 2}],
+                         ids=["recbole", "2-blocks-pre-ln", "3-blocks-2-heads"])
+def test_every_position_is_the_query_of_its_own_prefix(config):
+    """`encode_sequence` at t == `call` on the history cut after t: exact, causal per-position training."""
+    assert PREFIX_CASES.shape[1] == MAX_LENGTH
+    model = _model(initializer_range=None, **config)  # Glorot: outputs vary more
+    model.build_variables()
+    assert model.encoder.supports_all_positions is True
+    states = model.encoder.encode_sequence(PREFIX_CASES, training=False).numpy()
+    assert np.isfinite(states).all()
+    for t in range(MAX_LENGTH):
+        prefix = np.zeros_like(PREFIX_CASES)
+        prefix[:, MAX_LENGTH - 1 - t:] = PREFIX_CASES[:, : t + 1]
+        expected = model(prefix, training=False).numpy() * (PREFIX_CASES[:, t : t + 1] != 0)
+        np.testing.assert_allclose(states[:, t], expected, rtol=1e-5, atol=1e-5, err_msg=f"position {t}")
+    # Causal: a later item never changes an earlier state; it does change its own.
+    changed = PREFIX_CASES.copy()
+    changed[:, 5] = 3
+    other = model.encoder.encode_sequence(changed, training=False).numpy()
+    np.testing.assert_allclose(other[:, :5], states[:, :5], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(other[[0, 1, 4], 5], states[[0, 1, 4], 5], atol=1e-4)
+
+
+def test_more_graph_steps_train_on_sampled_prefixes():
+    encoder = _model(num_steps=2).encoder
+    assert encoder.supports_all_positions is False
+    with pytest.raises(NotImplementedError, match="supports_all_positions=False"):
+        encoder.encode_sequence(np.zeros([1, MAX_LENGTH], np.int32))
 
 
 def test_query_mixes_attention_and_last_graph_state():

@@ -31,11 +31,16 @@ class SessionGraph(NamedTuple):
         alias: int32 `[B, L]`: the slot of the item at each position (a padded position
             points at its own, empty, slot), so `tf.gather(node_states, alias, batch_dims=1)`
             puts the node states back in sequence order.
+        edge_times: int32 `[B, L, L]`: the position at which the edge `u -> v` first appears
+            (the position of its second item), `L` where there is no edge. The graph of the
+            prefix ending at position `t` is `edge_times <= t`; `adjacency` is
+            `edge_times < L`.
     """
 
     node_ids: tf.Tensor
     adjacency: tf.Tensor
     alias: tf.Tensor
+    edge_times: tf.Tensor
 
 
 def session_graph(item_ids: tf.Tensor) -> SessionGraph:
@@ -50,7 +55,8 @@ def session_graph(item_ids: tf.Tensor) -> SessionGraph:
         item_ids: int `[B, L]` item ids, 0 = padding (left-padded, most recent last).
 
     Returns:
-        A `SessionGraph` (node ids, unnormalised directed adjacency, position -> slot alias).
+        A `SessionGraph` (node ids, unnormalised directed adjacency, position -> slot alias,
+        when each edge appears).
 
     Example:
         >>> graph = session_graph(tf.constant([[0, 4, 5, 4, 6]]))
@@ -78,13 +84,18 @@ def session_graph(item_ids: tf.Tensor) -> SessionGraph:
     alias = tf.where(is_item, first, tf.broadcast_to(positions[tf.newaxis, :], shape))
     is_node = tf.logical_and(is_item, tf.equal(alias, positions[tf.newaxis, :]))
     node_ids = tf.where(is_node, item_ids, tf.zeros_like(item_ids))
-    # One edge per consecutive pair of real items: scatter (b, slot_t, slot_t+1).
-    pair = tf.cast(tf.logical_and(is_item[:, :-1], is_item[:, 1:]), "float32")
-    rows = tf.broadcast_to(tf.range(batch)[:, tf.newaxis], tf.shape(pair, out_type="int32"))
+    # One edge per consecutive pair of real items (b, slot_t, slot_t+1), first seen at t + 1:
+    # a scatter-min of the pair's time (L, "never", for pairs with padding).
+    pair = tf.logical_and(is_item[:, :-1], is_item[:, 1:])
+    pair_shape = tf.shape(pair, out_type="int32")
+    rows = tf.broadcast_to(tf.range(batch)[:, tf.newaxis], pair_shape)
     indices = tf.stack([rows, alias[:, :-1], alias[:, 1:]], axis=-1)
-    counts = tf.scatter_nd(indices, pair, tf.stack([batch, length, length]))
-    adjacency = tf.minimum(counts, 1.0)
-    return SessionGraph(node_ids, adjacency, alias)
+    times = tf.where(pair, tf.broadcast_to(positions[tf.newaxis, 1:], pair_shape), length)
+    edge_times = tf.tensor_scatter_nd_min(
+        tf.fill(tf.stack([batch, length, length]), length), indices, times
+    )
+    adjacency = tf.cast(edge_times < length, "float32")
+    return SessionGraph(node_ids, adjacency, alias, edge_times)
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
@@ -221,17 +232,83 @@ class GatedGraphConvolution(ConfigFromAttributes, tf.keras.layers.Layer):
         for _ in range(self.num_steps):
             a_in = tf.matmul(in_adjacency, tf.matmul(h, self.edge_in_kernel) + self.edge_in_bias)
             a_out = tf.matmul(out_adjacency, tf.matmul(h, self.edge_out_kernel) + self.edge_out_bias)
-            gate_inputs = tf.matmul(tf.concat([a_in, a_out], axis=-1), self.input_kernel) + self.input_bias
-            gate_hidden = tf.matmul(h, self.recurrent_kernel) + self.recurrent_bias
-            input_r, input_z, input_n = tf.split(gate_inputs, 3, axis=-1)
-            hidden_r, hidden_z, hidden_n = tf.split(gate_hidden, 3, axis=-1)
-            reset = tf.sigmoid(input_r + hidden_r)
-            update = tf.sigmoid(input_z + hidden_z)
-            candidate = tf.tanh(input_n + reset * hidden_n)
-            h = (1.0 - update) * h + update * candidate
+            h = self._update(h, a_in, a_out)
             if node_mask is not None:
                 h = h * node_mask
         return h
+
+    def _update(self, h: tf.Tensor, a_in: tf.Tensor, a_out: tf.Tensor) -> tf.Tensor:
+        """The GRU-style update of node states `h` from their in/out aggregates."""
+        gate_inputs = tf.matmul(tf.concat([a_in, a_out], axis=-1), self.input_kernel) + self.input_bias
+        gate_hidden = tf.matmul(h, self.recurrent_kernel) + self.recurrent_bias
+        input_r, input_z, input_n = tf.split(gate_inputs, 3, axis=-1)
+        hidden_r, hidden_z, hidden_n = tf.split(gate_hidden, 3, axis=-1)
+        reset = tf.sigmoid(input_r + hidden_r)
+        update = tf.sigmoid(input_z + hidden_z)
+        candidate = tf.tanh(input_n + reset * hidden_n)
+        return (1.0 - update) * h + update * candidate
+
+    def prefix_states(
+        self,
+        inputs: tf.Tensor,
+        edge_times: tf.Tensor,
+        nodes: tf.Tensor,
+        times: tf.Tensor,
+        mask: Optional[tf.Tensor] = None,
+    ) -> tf.Tensor:
+        """States of chosen nodes, each in the graph of the edges seen up to a chosen time.
+
+        Entry `k` is the state of node `nodes[b, k]` after the layer's step over the binary
+        graph `edge_times[b] <= times[b, k]` (the session graph of a prefix): equal to
+        `call(inputs, edge_times <= times[b, k], mask)[b, nodes[b, k]]`, but without running
+        the layer over a whole graph per time. This is how GC-SAN trains on every prefix of
+        a sequence at once. One step only: with more steps a node's state depends on its
+        neighbours' states at that time, which this shortcut does not compute.
+
+        Args:
+            inputs: Node states `[B, N, D]` (the same for every prefix).
+            edge_times: int `[B, N, N]`, e.g. `session_graph(item_ids).edge_times`.
+            nodes: int `[B, K]` node slots.
+            times: int `[B, K]` (or broadcastable) times; edges with `edge_times <= time` count.
+            mask: Optional boolean `[B, N]` (True = real node): masked nodes send nothing,
+                and entries for masked nodes are 0.
+
+        Returns:
+            `[B, K, D]` node states.
+        """
+        if self.num_steps != 1:
+            raise ValueError(
+                "GatedGraphConvolution.prefix_states computes one propagation step; this "
+                f"layer has num_steps={self.num_steps}. Call the layer on each prefix graph."
+            )
+        h = tf.convert_to_tensor(inputs)
+        if not self.built:  # e.g. a training step before the layer was ever called
+            with tf.name_scope(self.name):
+                self.build(h.shape)
+        edge_times = tf.cast(edge_times, "int32")
+        nodes = tf.cast(nodes, "int32")
+        times = tf.cast(times, "int32")[..., tf.newaxis]  # [B, K, 1]
+        # incoming[b, k, u]: u -> node k is an edge by time k; outgoing[b, k, w]: node k -> w.
+        incoming = tf.gather(tf.linalg.matrix_transpose(edge_times), nodes, batch_dims=1) <= times
+        outgoing = tf.gather(edge_times, nodes, batch_dims=1) <= times
+        query_mask = None
+        if mask is not None:
+            mask = tf.cast(mask, tf.bool)
+            h = tf.where(mask[:, :, tf.newaxis], h, tf.zeros_like(h))
+            incoming = tf.logical_and(incoming, mask[:, tf.newaxis, :])
+            outgoing = tf.logical_and(outgoing, mask[:, tf.newaxis, :])
+            query_mask = tf.gather(mask, nodes, batch_dims=1)
+        in_weights = tf.cast(incoming, h.dtype)
+        out_weights = tf.cast(outgoing, h.dtype)
+        if self.normalize:
+            in_weights = tf.math.divide_no_nan(in_weights, tf.reduce_sum(in_weights, -1, keepdims=True))
+            out_weights = tf.math.divide_no_nan(out_weights, tf.reduce_sum(out_weights, -1, keepdims=True))
+        a_in = tf.matmul(in_weights, tf.matmul(h, self.edge_in_kernel) + self.edge_in_bias)
+        a_out = tf.matmul(out_weights, tf.matmul(h, self.edge_out_kernel) + self.edge_out_bias)
+        states = self._update(tf.gather(h, nodes, batch_dims=1), a_in, a_out)
+        if query_mask is not None:
+            states = states * tf.cast(query_mask, states.dtype)[:, :, tf.newaxis]
+        return states
 
     def compute_mask(self, inputs: tf.Tensor, mask: Optional[tf.Tensor] = None):
         return mask

@@ -66,6 +66,9 @@ class MultiHeadAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         value_mask: Optional boolean `[B, Tv]`; defaults to `value._keras_mask`.
         training: Whether dropout is active.
         return_attention_scores: Whether to also return the per-head weights.
+        use_causal_mask: Optional bool overriding `causal` for this call (as Keras's
+            argument of that name): False lets a causal layer attend over keys that the
+            caller masked itself, e.g. one query per row over its own prefix.
 
     Returns:
         `[B, Tq, output_shape or Dq]`, or `(output, weights [B, H, Tq, Tv])` if
@@ -183,6 +186,7 @@ class MultiHeadAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         value_mask: Optional[tf.Tensor] = None,
         training: Optional[bool] = None,
         return_attention_scores: bool = False,
+        use_causal_mask: Optional[bool] = None,
     ) -> Union[tf.Tensor, Tuple[tf.Tensor, tf.Tensor]]:
         query_mask, value_mask = default_masks(query, value, query_mask, value_mask, key=key)
         if key is None:
@@ -200,7 +204,7 @@ class MultiHeadAttention(ConfigFromAttributes, tf.keras.layers.Layer):
             )
         mask = ScaledDotProductAttention.merge_masks(
             query, value, mask=attention_mask, query_mask=query_mask,
-            value_mask=value_mask, causal=self.causal,
+            value_mask=value_mask, causal=self.causal if use_causal_mask is None else bool(use_causal_mask),
         )
 
         # [B, T, H, d] -> [B, H, T, d]

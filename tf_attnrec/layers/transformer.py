@@ -42,6 +42,14 @@ class TransformerBlock(ConfigFromAttributes, tf.keras.layers.Layer):
         x: `[B, T, hidden_dim]` float tensor.
         mask: Optional boolean `[B, T]` (`True` = real item); defaults to `x`'s Keras mask.
         training: Whether dropout is active.
+        context: Optional `[B, S, hidden_dim]`: `x` attends over `context` instead of over
+            itself (same weights; pre-LN normalises the context with the same LayerNorm), with
+            no causal mask. With `x = y[:, t:t+1]` and `context = y` masked to positions
+            `<= t`, the output equals the causal self-attention output of `y` at `t`; a caller
+            whose keys differ per query (GC-SAN's prefix graphs) puts each query in its own
+            row with its own context.
+        context_mask: Optional boolean `[B, S]` (`True` = may be attended); defaults to
+            `context`'s Keras mask.
 
     Returns:
         `[B, T, hidden_dim]`, zero at padded positions; the mask is propagated.
@@ -148,8 +156,13 @@ class TransformerBlock(ConfigFromAttributes, tf.keras.layers.Layer):
         return None if mask is None else tf.cast(mask, tf.bool)
 
     def _attend(self, x: tf.Tensor, mask: Optional[tf.Tensor], training: Optional[bool],
-                return_attention_scores: bool = False):
-        return self.attention(x, x, query_mask=mask, value_mask=mask, training=training,
+                return_attention_scores: bool = False, context: Optional[tf.Tensor] = None,
+                context_mask: Optional[tf.Tensor] = None):
+        if context is None:
+            return self.attention(x, x, query_mask=mask, value_mask=mask, training=training,
+                                  return_attention_scores=return_attention_scores)
+        return self.attention(x, context, query_mask=mask, value_mask=context_mask,
+                              training=training, use_causal_mask=False,
                               return_attention_scores=return_attention_scores)
 
     def _feed_forward(self, x: tf.Tensor, training: Optional[bool]) -> tf.Tensor:
@@ -157,18 +170,24 @@ class TransformerBlock(ConfigFromAttributes, tf.keras.layers.Layer):
         return self.feed_forward_outer(hidden)
 
     def call(
-        self, x: tf.Tensor, mask: Optional[tf.Tensor] = None, training: Optional[bool] = None
+        self, x: tf.Tensor, mask: Optional[tf.Tensor] = None, training: Optional[bool] = None,
+        context: Optional[tf.Tensor] = None, context_mask: Optional[tf.Tensor] = None,
     ) -> tf.Tensor:
         mask = self._padding_mask(x, mask)
+        if context is not None:
+            context_mask = self._padding_mask(context, context_mask)
         if self.norm_first:
+            normed_context = None if context is None else self.attention_norm(context)
             h = x + self.attention_dropout_layer(
-                self._attend(self.attention_norm(x), mask, training), training=training)
+                self._attend(self.attention_norm(x), mask, training, context=normed_context,
+                             context_mask=context_mask), training=training)
             y = h + self.output_dropout(
                 self._feed_forward(self.feed_forward_norm(h), training), training=training)
         else:
             h = self.attention_norm(
-                x + self.attention_dropout_layer(self._attend(x, mask, training),
-                                                 training=training))
+                x + self.attention_dropout_layer(
+                    self._attend(x, mask, training, context=context, context_mask=context_mask),
+                    training=training))
             y = self.feed_forward_norm(
                 h + self.output_dropout(self._feed_forward(h, training), training=training))
         if mask is not None:

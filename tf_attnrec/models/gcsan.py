@@ -33,14 +33,21 @@ class GCSANEncoder(AttentionSequenceEncoder):
        `weight` = 0.6). Note: `graph_weight` is the weight of the self-attention output
        (as `omega` and RecBole's `weight` are); the graph state gets `1 - graph_weight`.
 
-    `supports_all_positions` is False: the state at position `t` is not a function of the
-    items `<= t`. The graph is built from the whole history, so the node state of the item at
-    `t` already averages its successors (later items) through `A_out`, and an item seen again
-    later gets those later edges too; then every position attends over such states. A causal
-    version needs one graph (and one set of attended states) per prefix, `O(L^3)` per
-    sequence, i.e. the cost of training on every prefix separately. So the head trains on
-    sampled prefixes (`prefixes_per_sequence`), which is how RecBole trains GC-SAN: only the
-    last position's output, over every prefix of each sequence (its data augmentation).
+    Training on every position (`encode_sequence`, `supports_all_positions` when
+    `num_steps == 1`): the query at position `t` is what `call` returns for the prefix
+    ending at `t`, so every state is built from the graph of that prefix only, never from
+    later items. A whole-history graph would not do: the item at `t` would average its
+    successors through `A_out`. Running the layer once per prefix costs `O(L)` graphs per
+    sequence; instead, a position adds at most one edge, which changes only two node
+    states, its own item's (a new predecessor) and the previous item's (a new successor).
+    `GatedGraphConvolution.prefix_states` computes those `2L` states, and each prefix's
+    context (the state of each earlier position's item in that prefix's graph) is gathered
+    from them: position `j`'s item has the state of its latest change at or before `t`.
+    The last block then attends, for each `t`, over its own context (earlier blocks, if
+    any, run over every prefix's context, `O(L^3)`). RecBole trains GC-SAN on the last
+    position of every prefix as separate samples; this is the same loss, one pass per
+    window. With `num_steps > 1` a node's state also depends on its neighbours' states in
+    the prefix graph; the head then trains on sampled prefixes (`prefixes_per_sequence`).
 
     Not followed from RecBole: its embedding regulariser (`reg_weight` 5e-5 times the
     Frobenius norm of the item table divided by the number of items, ~1e-7 of the loss at
@@ -82,7 +89,6 @@ class GCSANEncoder(AttentionSequenceEncoder):
         TensorShape([1, 8])
     """
 
-    supports_all_positions = False
     #: What `attention_weights` returns (shown by `tf-attnrec explain`).
     attention_description = (
         "query (last position) softmax attention over the graph states, last block"
@@ -129,6 +135,7 @@ class GCSANEncoder(AttentionSequenceEncoder):
             )
         self.hidden_dim = hidden_dim
         self.num_steps = num_steps
+        self.supports_all_positions = num_steps == 1  # see `encode_sequence`
         self.num_blocks = num_blocks
         self.num_heads = num_heads
         self.ff_dim = ff_dim
@@ -197,6 +204,63 @@ class GCSANEncoder(AttentionSequenceEncoder):
             x = self.final_norm(x) * tf.cast(mask, x.dtype)[:, :, tf.newaxis]
         return self.graph_weight * x[:, -1, :] + (1.0 - self.graph_weight) * graph_last
 
+    def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        """Per-position queries `[B, L', D]`: position `t` gets `call` of the prefix ending at `t`.
+
+        Only with `num_steps == 1` (see the class docstring); 0 at padding.
+        """
+        if not self.supports_all_positions:
+            return super().encode_sequence(history, training=training)
+        history = self._prepare(history)
+        mask = tf.not_equal(history, 0)
+        shape = tf.shape(history)
+        batch, length = shape[0], shape[1]
+        graph = session_graph(history)
+        nodes = self.embedding(graph.node_ids, training=training)
+        positions = tf.range(length)
+        # Position t changes two node states in its prefix graph: its own item's ("arrival",
+        # state t) and the previous item's ("departure", state L + t; unused at t = 0).
+        previous = tf.concat([graph.alias[:, :1], graph.alias[:, :-1]], axis=1)
+        states = self.gated_graph.prefix_states(
+            nodes,
+            graph.edge_times,
+            tf.concat([graph.alias, previous], axis=1),
+            tf.broadcast_to(tf.tile(positions, [2])[tf.newaxis, :], [batch, 2 * length]),
+            mask=tf.not_equal(graph.node_ids, 0),
+        )
+        # In the prefix ending at t, position j's item has the state of its latest change:
+        # its arrival at t if its last occurrence up to t is t itself, else the departure
+        # right after that last occurrence.
+        same_item = tf.equal(graph.alias[:, :, tf.newaxis], graph.alias[:, tf.newaxis, :])
+        last_seen = _running_max(
+            tf.where(same_item, positions[tf.newaxis, :, tf.newaxis], -1), self.max_length
+        )  # [B, t, j]: the last position <= t holding j's item
+        t = positions[tf.newaxis, :, tf.newaxis]
+        state_index = tf.where(tf.equal(last_seen, t), t, length + last_seen + 1)
+        visible = tf.logical_and(
+            positions[tf.newaxis, tf.newaxis, :] <= t,
+            tf.logical_and(mask[:, tf.newaxis, :], mask[:, :, tf.newaxis]),
+        )  # [B, t, j]
+        state_index = tf.where(visible, state_index, tf.zeros_like(state_index))
+        dim = self.hidden_dim
+        # One row per (sequence, t): that prefix's context and its query.
+        context = tf.reshape(tf.gather(states, state_index, batch_dims=1), [-1, length, dim])
+        context_mask = tf.reshape(visible, [-1, length])
+        graph_states = states[:, :length, :]  # arrival: the item at t in its prefix graph
+        query = tf.reshape(graph_states, [-1, 1, dim])
+        query_mask = tf.reshape(mask, [-1, 1])
+        for block in self.blocks[:-1]:
+            context = block(context, mask=context_mask, training=training)
+            query = tf.gather(context, tf.tile(positions, [batch])[:, tf.newaxis], batch_dims=1)
+        x = self.blocks[-1](
+            query, mask=query_mask, context=context, context_mask=context_mask, training=training
+        )
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        x = tf.reshape(x, [batch, length, dim])
+        queries = self.graph_weight * x + (1.0 - self.graph_weight) * graph_states
+        return queries * tf.cast(mask, queries.dtype)[:, :, tf.newaxis]
+
     def _query_attention(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         """The last position's self-attention `[B, num_heads, L]` in the last block."""
         for block in self.blocks[:-1]:
@@ -204,8 +268,19 @@ class GCSANEncoder(AttentionSequenceEncoder):
         return self.blocks[-1].attention_weights(x, mask=mask)[:, :, -1, :]
 
 
+def _running_max(values: tf.Tensor, max_length: int) -> tf.Tensor:
+    """Running maximum of int `[B, L, M]` along axis 1, `L <= max_length` (log-step doubling)."""
+    length = tf.shape(values)[1]
+    shift = 1
+    while shift < max_length:
+        shifted = tf.pad(values, [[0, 0], [shift, 0], [0, 0]], constant_values=-1)[:, :length]
+        values = tf.maximum(values, shifted)
+        shift *= 2
+    return values
+
+
 @register_model("retrieval", (GCSANEncoder, SequentialRetrievalModel),
                 training={"split_long_sequences": True}, tiny={"hidden_dim": 8, "max_length": 8, "num_blocks": 1})
 def gcsan(vocab_size: int, **config: Any) -> SequentialRetrievalModel:
-    """GC-SAN: gated graph network over the session graph, then self-attention (sampled prefixes)."""
+    """GC-SAN: gated graph network over each prefix's session graph, then self-attention."""
     return SequentialRetrievalModel.with_encoder(GCSANEncoder, vocab_size, name="gcsan", **config)
