@@ -180,6 +180,41 @@ def test_keys_projected_once_per_table_row_give_the_same_result():
 
 
 @pytest.mark.parametrize("aggregator", AGGREGATORS)
+def test_rows_reading_shared_neighbourhoods_equal_gathered_rows(aggregator):
+    """`rows=`: output row n is node rows[n] with its own mask; outputs and every gradient
+    equal the layer on the gathered [N, S, D] inputs."""
+    rng = np.random.default_rng(4)
+    nodes, neighbours = _inputs()
+    rows = np.array([0, 2, 0, 1, 1, 0, 2], np.int32)
+    row_mask = rng.random((len(rows), S)) > 0.4
+    row_mask[3] = False  # a row that leaves out every neighbour: finite, h_neigh = 0
+    dirty = neighbours.copy()
+    dirty[2, 1] = np.inf  # read by no row (masked in both rows of node 2)
+    row_mask[[1, 6], 1] = False
+    layer = _built(aggregator=aggregator, activation="tanh")  # relu could zero whole rows
+    x, shared = tf.constant(nodes), tf.constant(dirty)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, shared])
+        fast = layer(x, shared, mask=row_mask, rows=rows)
+        plain = layer(tf.gather(x, rows), tf.gather(tf.where(tf.math.is_finite(shared), shared, 0.0), rows), mask=row_mask)
+        probe = np.random.default_rng(0).normal(size=(len(rows), UNITS))
+        fast_loss, plain_loss = tf.reduce_sum(fast * probe), tf.reduce_sum(plain * probe)
+    assert np.isfinite(fast.numpy()).all()
+    np.testing.assert_allclose(fast.numpy(), plain.numpy(), rtol=1e-5, atol=1e-5)
+    targets = [x, shared, *layer.trainable_weights]
+    for got, want in zip(tape.gradient(fast_loss, targets), tape.gradient(plain_loss, targets), strict=True):
+        np.testing.assert_allclose(tf.convert_to_tensor(got).numpy(), tf.convert_to_tensor(want).numpy(),
+                                   rtol=1e-4, atol=1e-5)
+    # Each row's own mask counts (the check can fail): rows 0 and 2 are node 0 with other masks.
+    if not np.array_equal(row_mask[0], row_mask[2]):
+        assert not np.allclose(fast.numpy()[0], fast.numpy()[2], atol=1e-5)
+    if aggregator == "attention":
+        _, weights = layer(x, shared, mask=row_mask, rows=rows, return_attention_weights=True)
+        np.testing.assert_array_equal(weights.numpy()[~row_mask], 0.0)
+        np.testing.assert_allclose(weights.numpy().sum(axis=1)[row_mask.any(axis=1)], 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("aggregator", AGGREGATORS)
 def test_isolated_node_is_finite_and_rows_are_unit_or_zero(aggregator):
     nodes, neighbours = _inputs()
     layer = _built(aggregator=aggregator)

@@ -10,6 +10,7 @@ from tf_attnrec.layers.checks import check_positive_int, get_activation, get_ini
 from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.multi_head_attention import clone_initializer
 from tf_attnrec.layers.pooling import masked_softmax, resolve_sequence_mask
+from tf_attnrec.layers.sparse_ops import edge_weighted_matmul, gather_rows
 
 _AGGREGATORS = ("mean", "max_pool", "attention")
 
@@ -65,6 +66,14 @@ class GraphSAGE(ConfigFromAttributes, tf.keras.layers.Layer):
             per sample; the result is the same.
         return_attention_weights: If True (aggregator "attention" only), also return the
             attention weights `[B, S]` (0 at padding, summing to 1 over the real neighbours).
+        rows: Optional int `[N]`: `inputs` `[U, D]` and `neighbours` `[U, S, D]` (and
+            `neighbour_keys`) hold U distinct nodes, output row `n` is node `rows[n]`, and
+            `mask` is `[N, S]`, one per output row. The same as the layer on
+            `tf.gather(inputs, rows)`, `tf.gather(neighbours, rows)` with that mask, without
+            gathering `[N, S, D]`: a training batch that reads a few thousand nodes many
+            times over, each time leaving a different neighbour out, computes each node's
+            keys and scores once, and its weighted sums as one sparse product. A neighbour
+            slot is zeroed (its inf or NaN kept out) only where no row reads it.
 
     Returns:
         `[B, units]` node embeddings, or `(embeddings, weights)`.
@@ -167,6 +176,7 @@ class GraphSAGE(ConfigFromAttributes, tf.keras.layers.Layer):
         training: Optional[bool] = None,
         return_attention_weights: bool = False,
         neighbour_keys: Optional[tf.Tensor] = None,
+        rows: Optional[tf.Tensor] = None,
     ) -> Union[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
         for flag, given in (("return_attention_weights=True", return_attention_weights),
                             ("neighbour_keys", neighbour_keys is not None)):
@@ -193,19 +203,22 @@ class GraphSAGE(ConfigFromAttributes, tf.keras.layers.Layer):
             )
         if mask is None:
             mask = getattr(raw_neighbours, "_keras_mask", None)
-        mask = resolve_sequence_mask(neighbours, mask, "GraphSAGE", argument="neighbours")
-        if mask is not None:
-            # Zero padded neighbours first so nothing computed from them (not even inf or a
-            # gradient through them) can leak into the result.
-            neighbours = tf.where(mask[:, :, tf.newaxis], neighbours, tf.zeros_like(neighbours))
-
         weights = None
-        if self.aggregator == "mean":
-            aggregated = self._mean(neighbours, mask)
-        elif self.aggregator == "max_pool":
-            aggregated = self._max_pool(neighbours, mask)
+        if rows is not None:
+            aggregated, weights = self._aggregate_rows(inputs, neighbours, mask, rows, neighbour_keys)
+            inputs = gather_rows(inputs, rows)
         else:
-            aggregated, weights = self._attention(inputs, neighbours, mask, neighbour_keys)
+            mask = resolve_sequence_mask(neighbours, mask, "GraphSAGE", argument="neighbours")
+            if mask is not None:
+                # Zero padded neighbours first so nothing computed from them (not even inf or
+                # a gradient through them) can leak into the result.
+                neighbours = tf.where(mask[:, :, tf.newaxis], neighbours, tf.zeros_like(neighbours))
+            if self.aggregator == "mean":
+                aggregated = self._mean(neighbours, mask)
+            elif self.aggregator == "max_pool":
+                aggregated = self._max_pool(neighbours, mask)
+            else:
+                aggregated, weights = self._attention(inputs, neighbours, mask, neighbour_keys)
 
         output = tf.matmul(tf.concat([inputs, aggregated], axis=-1), self.kernel)
         if self.bias is not None:
@@ -235,6 +248,47 @@ class GraphSAGE(ConfigFromAttributes, tf.keras.layers.Layer):
             # with no real neighbour pools to exactly 0 (no -inf to clean up).
             pooled = tf.where(mask[:, :, tf.newaxis], pooled, tf.zeros_like(pooled))
         return tf.reduce_max(pooled, axis=1)
+
+    def _aggregate_rows(
+        self, inputs: tf.Tensor, neighbours: tf.Tensor, mask: Optional[tf.Tensor], rows: tf.Tensor,
+        neighbour_keys: Optional[tf.Tensor],
+    ) -> tuple[tf.Tensor, Optional[tf.Tensor]]:
+        """`[N, D]` aggregates (and `[N, S]` weights) of rows reading per-node neighbourhoods (`rows`)."""
+        rows = tf.cast(tf.convert_to_tensor(rows), tf.int32)
+        if rows.shape.rank != 1:
+            raise ValueError(f"GraphSAGE: `rows` must be int [N] (one node per output row); got shape {rows.shape}.")
+        num_nodes, samples = tf.shape(neighbours)[0], tf.shape(neighbours)[1]
+        if mask is None:
+            mask = tf.ones(tf.stack([tf.shape(rows)[0], samples]), tf.bool)
+        mask = tf.cast(mask, tf.bool)
+        if mask.shape.rank != 2:
+            raise ValueError(f"GraphSAGE: with `rows`, `mask` must be [N, samples] (one per row); got {mask.shape}.")
+        read = tf.math.unsorted_segment_max(tf.cast(mask, tf.int32), rows, num_nodes) > 0  # [U, S]
+        neighbours = tf.where(read[:, :, tf.newaxis], neighbours, tf.zeros_like(neighbours))
+        if self.aggregator == "max_pool":
+            pooled = tf.nn.relu(tf.einsum("bsd,dp->bsp", neighbours, self.pool_kernel) + self.pool_bias)
+            pooled = tf.where(mask[:, :, tf.newaxis], tf.gather(pooled, rows), 0.0)
+            return tf.reduce_max(pooled, axis=1), None
+        if self.aggregator == "mean":
+            counts = tf.reduce_sum(tf.cast(mask, neighbours.dtype), axis=1, keepdims=True)
+            weights, returned = tf.cast(mask, neighbours.dtype) / tf.maximum(counts, 1.0), None
+        else:
+            keys = self.attention_keys(neighbours) if neighbour_keys is None else tf.cast(neighbour_keys, inputs.dtype)
+            hidden = keys + tf.matmul(inputs, self.attention_query_kernel)[:, tf.newaxis, :] + self.attention_bias
+            scores = tf.einsum("bsa,ao->bs", tf.tanh(hidden), self.attention_vector)  # per node [U, S]
+            weights = returned = masked_softmax(tf.gather(scores, rows), mask)
+        # sum_s weights[n, s] * neighbours[rows[n], s] as one [N, U * S] x [U * S, D] CSR product
+        # (its indices are row-major by construction): 82 ms forward and backward at N = 98,304,
+        # S = 10, D = 64, against 256 ms gathering [N, S, D] (`/tmp` timing on busy cores).
+        num_rows = tf.shape(rows, out_type=tf.int64)[0]
+        samples64 = tf.cast(samples, tf.int64)
+        columns = tf.cast(rows, tf.int64)[:, tf.newaxis] * samples64 + tf.range(samples64)[tf.newaxis, :]
+        indices = tf.stack([tf.repeat(tf.range(num_rows), samples64), tf.reshape(columns, [-1])], axis=1)
+        dense_shape = tf.stack([num_rows, tf.cast(num_nodes, tf.int64) * samples64])
+        flat = tf.reshape(neighbours, tf.stack([num_nodes * samples, tf.shape(neighbours)[2]]))
+        aggregated = edge_weighted_matmul(indices, tf.reshape(tf.cast(weights, tf.float32), [-1]), dense_shape,
+                                          tf.cast(flat, tf.float32), row_major=True)
+        return tf.cast(aggregated, neighbours.dtype), returned
 
     def attention_keys(self, features: tf.Tensor) -> tf.Tensor:
         """`[..., attention_units]` attention keys of neighbour features `[..., D]` (see `call`)."""

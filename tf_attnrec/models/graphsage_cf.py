@@ -16,14 +16,15 @@ user is left out of their items' neighbourhoods: the model never sees the user's
 or vector, which a new user would not have either.
 
 Neighbourhoods: training steps draw S with replacement, in-graph
-(`tf_attnrec.data.graph.sample_with_replacement`); evaluation and serving use one fixed
+(`tf_attnrec.data.graph.sample_with_replacement`), once per distinct item of the step as in
+GraphSAGE's minibatch algorithm (each row then masks its own user out); evaluation and serving use one fixed
 draw of S without replacement per item (`NeighbourSampler`, seeded by `neighbour_seed`),
 so scores are deterministic, and a user is embedded from all their items.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -137,15 +138,20 @@ class GraphSAGECF(GraphCFModel):
             layer.build(tf.TensorShape([None, self.embedding_dim]))
 
     # ------------------------------------------------------------------ the two layers
-    def item_vectors(self, items: tf.Tensor, users: tf.Tensor, mask: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """`[N, D]` items (nodes `[N]`) from their neighbour users `[N, S]` (mask `[N, S]`)."""
+    def item_vectors(self, items: tf.Tensor, users: tf.Tensor, mask: tf.Tensor, training: bool = False,
+                     rows: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """`[N, D]` items (nodes `[N]`) from their neighbour users `[N, S]` (mask `[N, S]`).
+
+        With `rows` (`[N]` into `items`), `items` `[U]` are distinct nodes with neighbours
+        `[U, S]`, and the mask `[N, S]` is per output row (see `GraphSAGE`'s `rows`).
+        """
         user_ego, item_ego = self.ego_embeddings()
         keys = None
         if self.aggregator == "attention":
-            # Each user row is projected once, not once per sample (a step samples ~B x S x S).
+            # Each user row is projected once, not once per sample.
             keys = gather_rows(self.item_layer.attention_keys(user_ego), users)
         return self.item_layer(gather_rows(item_ego, items), gather_rows(user_ego, users), mask=mask,
-                               training=training, neighbour_keys=keys)
+                               training=training, neighbour_keys=keys, rows=rows)
 
     def user_vectors(self, items: tf.Tensor, mask: tf.Tensor, item_vectors: tf.Tensor,
                      training: bool = False) -> tf.Tensor:
@@ -188,13 +194,19 @@ class GraphSAGECF(GraphCFModel):
         # The user's items, the positive left out (a new user's history never holds the answer).
         history, history_mask = sample_with_replacement(tensors["user_indptr"], tensors["user_items"], users, samples)
         history_mask &= tf.not_equal(history, positives[:, tf.newaxis])
-        # Every item the step scores, each with a neighbourhood that leaves the user out.
+        # Every item the step scores. As in GraphSAGE's minibatch algorithm, each distinct item
+        # gets one sampled neighbourhood per step (a batch reads a few thousand items about
+        # B x S times); each row leaves its own user out of it.
         items = tf.concat([tf.reshape(history, [-1]), positives, negatives], axis=0)
         roots = tf.concat([tf.repeat(users, samples), users, users], axis=0)
+        nodes, node_of_row = tf.unique(items)
         neighbours, neighbour_mask = sample_with_replacement(
-            tensors["item_indptr"], tensors["item_users"], items, samples)
-        neighbour_mask &= tf.not_equal(neighbours, roots[:, tf.newaxis])
-        vectors = self.item_vectors(items, neighbours, neighbour_mask, training=training)
+            tensors["item_indptr"], tensors["item_users"], nodes, samples)
+        row_mask = tf.logical_and(
+            tf.gather(neighbour_mask, node_of_row),
+            tf.not_equal(tf.gather(neighbours, node_of_row), roots[:, tf.newaxis]),
+        )
+        vectors = self.item_vectors(nodes, neighbours, row_mask, training=training, rows=node_of_row)
         history_vectors = tf.reshape(vectors[: batch * samples], [batch, samples, self.embedding_dim])
         positive_vectors = vectors[batch * samples: batch * (samples + 1)]
         negative_vectors = vectors[batch * (samples + 1):]
