@@ -206,3 +206,26 @@ def test_bad_inputs_raise_clear_errors():
         layer(q[:, 0], v[:, 0])
     with pytest.raises(ValueError, match="dropout=1.5"):
         ScaledDotProductAttention(dropout=1.5)
+
+
+def test_bias_is_added_to_the_scores_before_masking_and_softmax():
+    q, k, v = _inputs(leading=(2,))  # a head axis: the [B, Tq, Tv] bias broadcasts over it
+    bias = RNG.normal(size=(B, TQ, TV)).astype(np.float32)
+    mask = np.broadcast_to(VALUE_MASK[:, None, :], (B, TQ, TV))
+    out, weights = ScaledDotProductAttention()(q, v, key=k, mask=tf.constant(mask), bias=tf.constant(bias),
+                                               return_attention_scores=True)
+    scores = q.astype(np.float64) @ np.swapaxes(k, -1, -2) / np.sqrt(D) + bias[:, None]
+    expected = ref.masked_softmax(scores, mask[:, None])
+    np.testing.assert_allclose(weights.numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(out.numpy(), expected @ v, atol=1e-5)
+    plain = ScaledDotProductAttention()(q, v, key=k, mask=tf.constant(mask)).numpy()
+    assert not np.allclose(plain, out.numpy(), atol=1e-4)
+
+
+def test_log_count_bias_over_distinct_keys_equals_attention_over_repeated_keys():
+    """What GC-SAN's per-prefix attention relies on: a key repeated n times == the key once + log n."""
+    q, k, v = _inputs()
+    repeats = np.array([1, 3, 1, 2, 1])
+    expanded = ScaledDotProductAttention()(q, np.repeat(v, repeats, axis=1), key=np.repeat(k, repeats, axis=1))
+    biased = ScaledDotProductAttention()(q, v, key=k, bias=np.log(repeats, dtype=np.float32)[None, None, :])
+    np.testing.assert_allclose(biased.numpy(), expanded.numpy(), rtol=1e-5, atol=1e-6)

@@ -151,6 +151,23 @@ def test_use_causal_mask_overrides_the_layer_setting_per_call():
     assert not np.allclose(causal(x, x).numpy(), free(x, x).numpy(), atol=1e-4)
 
 
+def test_attention_bias_reaches_every_head():
+    query, value = _inputs()
+    layer = MultiHeadAttention(H, KEY_DIM)
+    layer(query, value)
+    _random_weights(layer)
+    # A large negative bias on a key acts like masking it, in every head.
+    bias = np.zeros((B, TQ, TV), np.float32)
+    bias[:, :, 1] = -1e9
+    mask = np.ones((B, TQ, TV), bool)
+    mask[:, :, 1] = False
+    out, weights = layer(query, value, attention_bias=bias, return_attention_scores=True)
+    masked = layer(query, value, attention_mask=mask).numpy()
+    np.testing.assert_allclose(out.numpy(), masked, atol=1e-5)
+    np.testing.assert_array_equal(weights.numpy()[:, :, :, 1], 0.0)
+    assert not np.allclose(layer(query, value).numpy(), masked, atol=1e-4)
+
+
 def test_gradients_finite_and_nonzero_for_all_weights():
     query, value = _inputs()
     layer = MultiHeadAttention(H, KEY_DIM, causal=True, dropout=0.1)

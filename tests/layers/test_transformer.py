@@ -112,6 +112,9 @@ def test_one_query_over_its_masked_context_equals_causal_self_attention(norm_fir
         context=np.repeat(x, T, axis=0), context_mask=visible.reshape(B * T, T),
     ).numpy()
     np.testing.assert_allclose(rows.reshape(B, T, D), expected, rtol=1e-5, atol=1e-5)
+    # One row per sequence with a per-query [B, T, S] context mask gives the same.
+    per_query = layer(x, mask=MASK, context=x, context_mask=visible).numpy()
+    np.testing.assert_allclose(per_query, expected, rtol=1e-5, atol=1e-5)
     # The context decides what is seen: the whole sequence for every row is not causal.
     unmasked = layer(x.reshape(B * T, 1, D), context=np.repeat(x, T, axis=0)).numpy()
     assert not np.allclose(unmasked.reshape(B, T, D)[1, 0], expected[1, 0], atol=1e-4)

@@ -73,6 +73,9 @@ class ScaledDotProductAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         value_mask: Optional boolean `[B, Tv]`, `True` = real key/value position.
         training: Whether dropout is active.
         return_attention_scores: Whether to also return the attention weights.
+        bias: Optional float bias added to the scaled scores before masking and softmax,
+            broadcastable like `mask` (e.g. `[B, Tq, Tv]`): relative positions, or the log
+            of how many times a query sees a key (a key standing for several positions).
 
     Returns:
         The attended values `[B, ..., Tq, Dv]`, or a tuple `(output, weights)` where
@@ -152,6 +155,7 @@ class ScaledDotProductAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         value_mask: Optional[tf.Tensor] = None,
         training: Optional[bool] = None,
         return_attention_scores: bool = False,
+        bias: Optional[tf.Tensor] = None,
     ) -> Union[tf.Tensor, Tuple[tf.Tensor, tf.Tensor]]:
         query_mask, value_mask = default_masks(query, value, query_mask, value_mask)
         if mask is not None and len(mask.shape) == 2:
@@ -204,6 +208,11 @@ class ScaledDotProductAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         else:
             query = query * tf.math.rsqrt(tf.cast(tf.shape(query)[-1], self.compute_dtype))
         scores = tf.matmul(query, key, transpose_b=True)  # [B, ..., Tq, Tv]
+        if bias is not None:
+            bias = tf.cast(bias, scores.dtype)
+            for _ in range(rank - bias.shape.rank):  # insert the dimensions after batch (heads)
+                bias = tf.expand_dims(bias, axis=1)
+            scores = scores + bias
 
         if attention_mask is None:
             weights = tf.nn.softmax(scores, axis=-1)

@@ -69,6 +69,8 @@ class MultiHeadAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         use_causal_mask: Optional bool overriding `causal` for this call (as Keras's
             argument of that name): False lets a causal layer attend over keys that the
             caller masked itself, e.g. one query per row over its own prefix.
+        attention_bias: Optional float `[B, Tq, Tv]` (or broadcastable, or per head) added to
+            every head's scaled scores before masking (see `ScaledDotProductAttention`).
 
     Returns:
         `[B, Tq, output_shape or Dq]`, or `(output, weights [B, H, Tq, Tv])` if
@@ -187,6 +189,7 @@ class MultiHeadAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         training: Optional[bool] = None,
         return_attention_scores: bool = False,
         use_causal_mask: Optional[bool] = None,
+        attention_bias: Optional[tf.Tensor] = None,
     ) -> Union[tf.Tensor, Tuple[tf.Tensor, tf.Tensor]]:
         query_mask, value_mask = default_masks(query, value, query_mask, value_mask, key=key)
         if key is None:
@@ -214,6 +217,7 @@ class MultiHeadAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         context, weights = self._attention(
             heads_query, heads_value, key=heads_key, mask=mask, training=training,
             return_attention_scores=True,
+            bias=None if attention_bias is None else tf.convert_to_tensor(attention_bias),
         )
         output = self._output_dense(tf.transpose(context, [0, 2, 1, 3]))
         if mask is not None:

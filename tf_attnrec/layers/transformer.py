@@ -48,8 +48,11 @@ class TransformerBlock(ConfigFromAttributes, tf.keras.layers.Layer):
             `<= t`, the output equals the causal self-attention output of `y` at `t`; a caller
             whose keys differ per query (GC-SAN's prefix graphs) puts each query in its own
             row with its own context.
-        context_mask: Optional boolean `[B, S]` (`True` = may be attended); defaults to
-            `context`'s Keras mask.
+        context_mask: Optional boolean `[B, S]` (`True` = may be attended), or `[B, T, S]`,
+            one per query; defaults to `context`'s Keras mask.
+        context_bias: Optional float `[B, T, S]` added to the attention scores over `context`
+            (`MultiHeadAttention`'s `attention_bias`), e.g. the log of how many positions a
+            context row stands for.
 
     Returns:
         `[B, T, hidden_dim]`, zero at padded positions; the mask is propagated.
@@ -157,13 +160,16 @@ class TransformerBlock(ConfigFromAttributes, tf.keras.layers.Layer):
 
     def _attend(self, x: tf.Tensor, mask: Optional[tf.Tensor], training: Optional[bool],
                 return_attention_scores: bool = False, context: Optional[tf.Tensor] = None,
-                context_mask: Optional[tf.Tensor] = None):
+                context_mask: Optional[tf.Tensor] = None, context_bias: Optional[tf.Tensor] = None):
         if context is None:
             return self.attention(x, x, query_mask=mask, value_mask=mask, training=training,
                                   return_attention_scores=return_attention_scores)
-        return self.attention(x, context, query_mask=mask, value_mask=context_mask,
-                              training=training, use_causal_mask=False,
-                              return_attention_scores=return_attention_scores)
+        per_query = context_mask is not None and context_mask.shape.rank == 3
+        return self.attention(x, context, query_mask=mask,
+                              value_mask=None if per_query else context_mask,
+                              attention_mask=context_mask if per_query else None,
+                              attention_bias=context_bias, training=training,
+                              use_causal_mask=False, return_attention_scores=return_attention_scores)
 
     def _feed_forward(self, x: tf.Tensor, training: Optional[bool]) -> tf.Tensor:
         hidden = self.feed_forward_dropout(self.feed_forward_inner(x), training=training)
@@ -172,6 +178,7 @@ class TransformerBlock(ConfigFromAttributes, tf.keras.layers.Layer):
     def call(
         self, x: tf.Tensor, mask: Optional[tf.Tensor] = None, training: Optional[bool] = None,
         context: Optional[tf.Tensor] = None, context_mask: Optional[tf.Tensor] = None,
+        context_bias: Optional[tf.Tensor] = None,
     ) -> tf.Tensor:
         mask = self._padding_mask(x, mask)
         if context is not None:
@@ -180,13 +187,15 @@ class TransformerBlock(ConfigFromAttributes, tf.keras.layers.Layer):
             normed_context = None if context is None else self.attention_norm(context)
             h = x + self.attention_dropout_layer(
                 self._attend(self.attention_norm(x), mask, training, context=normed_context,
-                             context_mask=context_mask), training=training)
+                             context_mask=context_mask, context_bias=context_bias),
+                training=training)
             y = h + self.output_dropout(
                 self._feed_forward(self.feed_forward_norm(h), training), training=training)
         else:
             h = self.attention_norm(
                 x + self.attention_dropout_layer(
-                    self._attend(x, mask, training, context=context, context_mask=context_mask),
+                    self._attend(x, mask, training, context=context, context_mask=context_mask,
+                                 context_bias=context_bias),
                     training=training))
             y = self.feed_forward_norm(
                 h + self.output_dropout(self._feed_forward(h, training), training=training))

@@ -43,8 +43,9 @@ class GCSANEncoder(AttentionSequenceEncoder):
     `GatedGraphConvolution.prefix_states` computes those `2L` states, and each prefix's
     context (the state of each earlier position's item in that prefix's graph) is gathered
     from them: position `j`'s item has the state of its latest change at or before `t`.
-    The last block then attends, for each `t`, over its own context (earlier blocks, if
-    any, run over every prefix's context, `O(L^3)`). RecBole trains GC-SAN on the last
+    With one block, each `t` attends over those `2L` states, each weighted by how many of
+    its positions `<= t` it fills (`_attend_states`, `O(L^2)`); with more, every prefix's
+    context goes through the blocks (`_attend_prefixes`, `O(L^3)`). RecBole trains GC-SAN on the last
     position of every prefix as separate samples; this is the same loss, one pass per
     window. With `num_steps > 1` a node's state also depends on its neighbours' states in
     the prefix graph; the head then trains on sampled prefixes (`prefixes_per_sequence`).
@@ -242,24 +243,54 @@ class GCSANEncoder(AttentionSequenceEncoder):
             tf.logical_and(mask[:, tf.newaxis, :], mask[:, :, tf.newaxis]),
         )  # [B, t, j]
         state_index = tf.where(visible, state_index, tf.zeros_like(state_index))
-        dim = self.hidden_dim
-        # One row per (sequence, t): that prefix's context and its query.
-        context = tf.reshape(tf.gather(states, state_index, batch_dims=1), [-1, length, dim])
-        context_mask = tf.reshape(visible, [-1, length])
         graph_states = states[:, :length, :]  # arrival: the item at t in its prefix graph
-        query = tf.reshape(graph_states, [-1, 1, dim])
-        query_mask = tf.reshape(mask, [-1, 1])
-        for block in self.blocks[:-1]:
-            context = block(context, mask=context_mask, training=training)
-            query = tf.gather(context, tf.tile(positions, [batch])[:, tf.newaxis], batch_dims=1)
-        x = self.blocks[-1](
-            query, mask=query_mask, context=context, context_mask=context_mask, training=training
-        )
+        if len(self.blocks) == 1:
+            x = self._attend_states(graph_states, mask, states, state_index, visible, training)
+        else:
+            x = self._attend_prefixes(graph_states, mask, states, state_index, visible, training)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        x = tf.reshape(x, [batch, length, dim])
         queries = self.graph_weight * x + (1.0 - self.graph_weight) * graph_states
         return queries * tf.cast(mask, queries.dtype)[:, :, tf.newaxis]
+
+    def _attend_states(self, queries, mask, states, state_index, visible, training):
+        """One block: each `t` attends over the `2L` states, each counted once per position it fills.
+
+        The softmax over the positions `j <= t` equals one over the states they point at
+        with `log(count)` added to each state's score, so no `[B, L, L, D]` context is built
+        (`O(B L^2)` memory). Attention dropout then drops a state with all its positions.
+        """
+        shape = tf.shape(state_index)
+        batch, length = shape[0], shape[1]
+        num_states = 2 * length
+        rows = tf.range(batch)[:, tf.newaxis, tf.newaxis] * length + tf.range(length)[tf.newaxis, :, tf.newaxis]
+        counts = tf.math.unsorted_segment_sum(
+            tf.reshape(tf.cast(visible, states.dtype), [-1]),
+            tf.reshape(rows * num_states + state_index, [-1]),
+            batch * length * num_states,
+        )
+        counts = tf.reshape(counts, tf.stack([batch, length, num_states]))  # [B, t, state]
+        return self.blocks[0](
+            queries, mask=mask, context=states, context_mask=counts > 0,
+            context_bias=tf.math.log(tf.maximum(counts, 1.0)), training=training,
+        )
+
+    def _attend_prefixes(self, queries, mask, states, state_index, visible, training):
+        """Several blocks: every prefix's context `[B * L, L, D]` through all but the last block."""
+        shape = tf.shape(state_index)
+        batch, length, dim = shape[0], shape[1], self.hidden_dim
+        # One row per (sequence, t): that prefix's context and its query.
+        context = tf.reshape(tf.gather(states, state_index, batch_dims=1), tf.stack([-1, length, dim]))
+        context_mask = tf.reshape(visible, tf.stack([-1, length]))
+        query = tf.reshape(queries, [-1, 1, dim])
+        for block in self.blocks[:-1]:
+            context = block(context, mask=context_mask, training=training)
+            query = tf.gather(context, tf.tile(tf.range(length), [batch])[:, tf.newaxis], batch_dims=1)
+        x = self.blocks[-1](
+            query, mask=tf.reshape(mask, [-1, 1]), context=context, context_mask=context_mask,
+            training=training,
+        )
+        return tf.reshape(x, tf.shape(queries))
 
     def _query_attention(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         """The last position's self-attention `[B, num_heads, L]` in the last block."""
