@@ -56,6 +56,26 @@ def test_early_stopping_restores_the_best_epoch_and_logs_go_to_the_run_dir(tmp_p
     assert {"epoch_loss", "epoch_learning_rate", "epoch_score"} <= tags, tags  # val_score -> validation/epoch_score
 
 
+def test_a_minimised_monitor_stops_on_its_lowest_value():
+    tf.keras.utils.set_random_seed(0)
+    train = next_item_dataset(tiny_sequences(), MAX_LENGTH, batch_size=64, seed=0)
+    result = fit_model(_model(), train, monitor="val_score", monitor_mode="min", epochs=10, patience=2,
+                       validation_callbacks=[FakeValidation([0.5, 0.2, 0.3, 0.4, 0.1, 0.0, 0, 0, 0, 0])])
+    assert result.best_pass == 2 and result.passes == 4 and result.stopped_by == "early_stopping"
+    with pytest.raises(ValueError, match="monitor_mode"):
+        fit_model(_model(), train, monitor="val_score", monitor_mode="lowest")
+
+
+def test_the_optimizer_is_chosen_by_name():
+    train = next_item_dataset(tiny_sequences(), MAX_LENGTH, batch_size=64, seed=0)
+    model = _model()
+    fit_model(model, train, monitor="val_score", optimizer="adagrad", learning_rate=0.1, epochs=1, patience=None)
+    assert isinstance(model.optimizer, tf.keras.optimizers.Adagrad)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match=r"optimizer must be one of \['adagrad', 'adam'\]; got 'sgd'"):
+        fit_model(_model(), train, monitor="val_score", optimizer="sgd", epochs=1)
+
+
 def test_plateau_needs_patience_above_it():
     train = next_item_dataset(tiny_sequences(), MAX_LENGTH, batch_size=64, seed=0)
     with pytest.raises(ValueError, match="reduce_lr_patience"):

@@ -29,13 +29,13 @@ GENRES = ("Action", "Comedy", "Drama", "Horror")
 
 
 def tiny_dataset(seed: int = 0) -> Dataset:
-    """Users with 6..14 timestamped interactions, items with genres / year, user attributes."""
+    """Users with 6..14 timestamped, rated interactions, items with genres / year, user attributes."""
     rng = np.random.default_rng(seed)
     rows = []
     for user in range(1, NUM_USERS + 1):
         items = rng.choice(np.arange(100, 100 + NUM_ITEMS), size=int(rng.integers(6, 15)), replace=False)
-        rows += [(user, int(item), 1_000 * user + t) for t, item in enumerate(items)]
-    interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+        rows += [(user, int(item), 1_000 * user + t, int(rng.integers(1, 6))) for t, item in enumerate(items)]
+    interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating"])
     items = pd.DataFrame({
         "item_id": np.arange(100, 100 + NUM_ITEMS),
         "title": [f"Movie {i}" for i in range(NUM_ITEMS)],
@@ -114,7 +114,7 @@ def check_model(name: str, dataset: Dataset, folder: pathlib.Path) -> dict:
     return {"export_dir": str(export_dir), "request": request, "expected": expected}
 
 
-@pytest.mark.parametrize("task_name", ["retrieval", "ranking", "collaborative"])
+@pytest.mark.parametrize("task_name", ["retrieval", "ranking", "collaborative", "multitask"])
 def test_every_registered_model_end_to_end(task_name, dataset, tmp_path, fresh_tensorflow):
     """Every model of one task; each export then reloads in a TensorFlow-only process."""
     names = list_models(task=task_name)

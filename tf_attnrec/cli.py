@@ -7,7 +7,7 @@
     tf-attnrec recommend RUN_DIR --history ID,ID,... [-k 10]
     tf-attnrec export RUN_DIR --output serving/NAME/1 [-k 10]
     tf-attnrec explain RUN_DIR --user U [--item I] [--output PNG]
-    tf-attnrec list-models [--task retrieval|ranking|collaborative]
+    tf-attnrec list-models [--task retrieval|ranking|collaborative|multitask]
 
 Every command works for every registered model through its task (`tf_attnrec.tasks`); a
 command that a kind of model cannot do prints one line saying what to use instead. A run
@@ -168,8 +168,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = pathlib.Path(args.output or f"runs/{config['model']}-{source.dataset_name}-{stamp}")
     if (run_dir / runs.CONFIG_FILE).exists() and not args.overwrite:
         raise FileExistsError(f"{run_dir} already holds a trained model; pass another --output or --overwrite.")
-    if args.init_from and task.name == "ranking":
-        raise ValueError(f"--init-from applies to retrieval and collaborative models, not to the ranking model "
+    if args.init_from and task.name in ("ranking", "multitask"):
+        raise ValueError(f"--init-from applies to retrieval and collaborative models, not to the {task.name} model "
                          f"{config['model']!r}.")
     dataset = source.load(download=not args.no_download)
     training = dict(config["training"])
@@ -198,7 +198,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     best = f", best pass {result.best_epoch}" if result.best_epoch else ""
     if result.stopped_by == "time_limit":
         print(f"\nStopped by --time-limit {args.time_limit:g} min (best weights kept).")
-    print(task.format_metrics(result.validation, f"\nvalidation (best weights{best})"))
+    if result.validation is not None:  # a multi-task split may have no validation rows
+        print(task.format_metrics(result.validation, f"\nvalidation (best weights{best})"))
     print(task.format_metrics(test, f"\ntest ({task.describe_protocol('full')})"))
     print(f"\nSaved the model and metrics to {run_dir} ({runs.METRICS_FILE}).")
     return 0
@@ -469,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(handler=cmd_explain)
 
     list_models = commands.add_parser("list-models", help="list the zoo models")
-    list_models.add_argument("--task", choices=("retrieval", "ranking", "collaborative"), help="only the models of one task")
+    list_models.add_argument("--task", choices=("retrieval", "ranking", "collaborative", "multitask"),
+                             help="only the models of one task")
     list_models.set_defaults(handler=cmd_list_models)
     return parser
 

@@ -1,6 +1,6 @@
 """One training loop for every task: `fit_model` around Keras `model.fit` and its callbacks.
 
-What every task shares lives here once: the seed, the Adam optimizer, early stopping on a
+What every task shares lives here once: the seed, the optimizer (Adam, or Adagrad), early stopping on a
 validation metric with the best weights restored, the wall-clock time limit, the
 learning-rate plateau, per-epoch timing, the CSV log and TensorBoard logs (losses, validation
 metrics, learning rate) in the run directory. A task plugs in what differs: its training
@@ -106,15 +106,26 @@ class FitResult:
         }
 
 
-def compile_for_training(model: tf.keras.Model, learning_rate: float = 1e-3, jit_compile: bool = False) -> None:
-    """Compiles `model` with Adam, creating the model's variables and Adam's slots up front.
+OPTIMIZERS = {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad}
+
+
+def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optimizer:
+    """A Keras optimizer by name ("adam", or "adagrad" as in the TFRS tutorials), Keras defaults otherwise."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}; got {name!r}.")
+    return OPTIMIZERS[name](learning_rate)
+
+
+def compile_for_training(model: tf.keras.Model, learning_rate: float = 1e-3, jit_compile: bool = False,
+                         optimizer: str = "adam") -> None:
+    """Compiles `model`, creating the model's variables and the optimizer's slots up front.
 
     `tf.function` traces a function twice when its first trace creates variables (once with
     creation allowed, then again without), and Adam creates its slots lazily in the first
     step. Creating them here halves the train step's tracing (and XLA compilation): seconds
     at every start of `fit`.
     """
-    optimizer = tf.keras.optimizers.Adam(learning_rate)
+    optimizer = make_optimizer(optimizer, learning_rate)
     model.compile(optimizer=optimizer, jit_compile=jit_compile)
     if not model.built and hasattr(model, "build_variables"):
         model.build_variables()
@@ -126,6 +137,8 @@ def fit_model(
     train: tf.data.Dataset,
     *,
     monitor: str,
+    monitor_mode: str = "max",
+    optimizer: str = "adam",
     learning_rate: float = 1e-3,
     epochs: int = 200,
     patience: Optional[int] = 10,
@@ -141,7 +154,7 @@ def fit_model(
     callbacks: Sequence[tf.keras.callbacks.Callback] = (),
     verbose: int = 0,
 ) -> FitResult:
-    """Compiles and fits `model`, stopping early on `monitor` (maximised), best weights kept.
+    """Compiles and fits `model`, stopping early on `monitor`, best weights kept.
 
     One "pass" is one pass over `train`. Validation runs every `eval_every` passes: a Keras
     epoch is then `eval_every` passes of the repeated dataset, so every epoch logs `val_*`.
@@ -150,8 +163,10 @@ def fit_model(
     Args:
         model: A compiled-or-not `tfrs.Model`.
         train: Training batches (one pass; repeated here when `eval_every > 1`).
-        monitor: Logged validation metric to maximise, e.g. "val_ndcg@10" or "val_auc".
-        learning_rate: Adam learning rate.
+        monitor: Logged validation metric, e.g. "val_ndcg@10" or "val_auc".
+        monitor_mode: "max" (the default) or "min" (a loss): which way `monitor` improves.
+        optimizer: "adam" (the default) or "adagrad".
+        learning_rate: The optimizer's learning rate.
         epochs: Maximum passes.
         patience: Passes without improvement of `monitor` before stopping; None never stops.
         eval_every: Validate every n passes.
@@ -184,19 +199,21 @@ def fit_model(
             f"({patience}), or early stopping ends the run before the rate is reduced; raise "
             "patience or lower reduce_lr_patience."
         )
+    if monitor_mode not in ("max", "min"):
+        raise ValueError(f"monitor_mode must be 'max' or 'min'; got {monitor_mode!r}.")
     eval_every = max(1, int(eval_every))
-    compile_for_training(model, learning_rate, jit_compile)
+    compile_for_training(model, learning_rate, jit_compile, optimizer)
     all_callbacks: list = [EpochLog(), *validation_callbacks]
     early_stopping = None
     if patience is not None:
         early_stopping = tf.keras.callbacks.EarlyStopping(
-            monitor=monitor, mode="max", patience=max(1, math.ceil(patience / eval_every)),
+            monitor=monitor, mode=monitor_mode, patience=max(1, math.ceil(patience / eval_every)),
             restore_best_weights=True,
         )
         all_callbacks.append(early_stopping)
     if reduce_lr_patience is not None:
         all_callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, mode="max", factor=reduce_lr_factor,
+            monitor=monitor, mode=monitor_mode, factor=reduce_lr_factor,
             patience=max(1, math.ceil(reduce_lr_patience / eval_every)), min_lr=min_learning_rate,
             min_delta=0.0, verbose=0,
         ))
@@ -224,7 +241,8 @@ def fit_model(
     )
     train_seconds = time.perf_counter() - start
     history = {k: [float(x) for x in v] for k, v in fit.history.items()}
-    best_pass = (int(np.argmax(history[monitor])) + 1) * eval_every if history.get(monitor) else None
+    best = np.argmax if monitor_mode == "max" else np.argmin
+    best_pass = (int(best(history[monitor])) + 1) * eval_every if history.get(monitor) else None
     if early_stopping is not None and early_stopping.stopped_epoch > 0:
         stopped_by = "early_stopping"
     elif time_limit is not None and time_limit.stopped:
@@ -242,4 +260,4 @@ def fit_model(
     )
 
 
-__all__ = ["EpochLog", "FitResult", "TimeLimit", "compile_for_training", "fit_model"]
+__all__ = ["EpochLog", "FitResult", "OPTIMIZERS", "TimeLimit", "compile_for_training", "fit_model", "make_optimizer"]

@@ -105,3 +105,67 @@ def assert_gradients_finite_and_nonzero(layer: tf.keras.layers.Layer, loss: Call
         grad = tf.convert_to_tensor(grad).numpy()
         assert np.all(np.isfinite(grad)), f"non-finite gradient for {weight.name}"
         assert np.any(grad != 0), f"all-zero gradient for {weight.name}"
+
+
+def relu(x):
+    return np.maximum(x, 0.0)
+
+
+def expert_mlp(x, layers: Sequence[tuple], activation: Callable = relu) -> np.ndarray:
+    """One expert: `activation(h W + b)` for each `(W [F, U], b [U])` of `layers`; () = identity."""
+    hidden = np.asarray(x, np.float64)
+    for kernel, bias in layers:
+        hidden = activation(hidden @ np.asarray(kernel, np.float64) + np.asarray(bias, np.float64))
+    return hidden
+
+
+def _gated_mixture(x, experts: list, gate: Optional[tuple], activation: Callable):
+    """(sum_e g_e expert_e(x_e) [B, U], g [B, E]); `experts` holds (input, layers) pairs."""
+    outputs = np.stack([expert_mlp(inp, layers, activation) for inp, layers in experts], axis=1)
+    if gate is None:  # a gate over one expert is 1
+        gates = np.ones(outputs.shape[:2])
+    else:
+        kernel, bias = (np.asarray(w, np.float64) for w in gate)
+        gates = masked_softmax(np.asarray(x, np.float64) @ kernel + bias, None)
+    return np.einsum("be,beu->bu", gates, outputs), gates
+
+
+def extraction_level(inputs, shared_experts: Sequence, task_experts: Sequence[Sequence],
+                     task_gates: Sequence[Optional[tuple]], shared_gate: Optional[tuple] = None,
+                     output_shared: bool = False, activation: Callable = relu) -> dict:
+    """Reference PLE extraction level (MMoE when every task has no expert of its own), float64.
+
+    Args:
+        inputs: `[B, F]` that every expert and gate reads, or a list of `T + 1` `[B, F]`
+            (task t's experts and gate read `inputs[t]`, the shared ones `inputs[-1]`).
+        shared_experts: The shared experts, each a list of `(kernel [F, U], bias [U])` layers
+            (an empty list is the identity).
+        task_experts: For each task, its own experts in the same form.
+        task_gates: For each task, `(kernel [F, n], bias [n])` over its own experts then the
+            shared ones, or None when `n == 1` (the gate is 1).
+        shared_gate: The shared gate over every task's experts then the shared ones (same
+            form); read only with `output_shared=True`.
+        output_shared: Also return "shared_output" and "shared_gates".
+        activation: The experts' activation, on NumPy arrays.
+
+    Returns:
+        The layer's dict: "task_outputs" `[B, T, U]`, "task_gates" `[B, T, n]` (and
+        "shared_output" `[B, U]`, "shared_gates" `[B, E]`).
+    """
+    num_tasks = len(task_experts)
+    if isinstance(inputs, (list, tuple)):
+        task_inputs, shared_input = list(inputs[:-1]), inputs[-1]
+    else:
+        task_inputs, shared_input = [inputs] * num_tasks, inputs
+    shared = [(shared_input, expert) for expert in shared_experts]
+    outputs, gates = zip(*(
+        _gated_mixture(x, [(x, expert) for expert in own] + shared, gate, activation)
+        for x, own, gate in zip(task_inputs, task_experts, task_gates)
+    ))
+    result = {"task_outputs": np.stack(outputs, axis=1), "task_gates": np.stack(gates, axis=1)}
+    if output_shared:
+        every = [(x, expert) for x, own in zip(task_inputs, task_experts) for expert in own] + shared
+        result["shared_output"], result["shared_gates"] = _gated_mixture(
+            shared_input, every, shared_gate, activation
+        )
+    return result

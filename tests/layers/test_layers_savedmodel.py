@@ -24,6 +24,7 @@ import tf_attnrec.layers
 from tf_attnrec.layers.attention import ScaledDotProductAttention
 from tf_attnrec.data import schema
 from tf_attnrec.layers.embeddings import ItemSequenceEmbedding, PositionEmbedding
+from tf_attnrec.layers.experts import ExtractionLevel, MultiGateExperts
 from tf_attnrec.layers.feature_embedding import FeatureEmbedding
 from tf_attnrec.layers.gated_graph import GatedGraphConvolution, session_graph
 from tf_attnrec.layers.graph_attention import GraphAttention
@@ -111,7 +112,18 @@ def _build_model() -> tf.keras.Model:
     })
     candidate = tf.keras.layers.Flatten(name="candidate_fields")(side["candidate"])
     features = tf.keras.layers.Concatenate(name="features")([pooled, interest, session, neighbourhood, candidate])
-    scores = tf.keras.layers.Dense(NUM_OUTPUTS, name="scores")(features)
+    # Multi-task mixtures of experts: one PLE level in its list form (one input per task, then
+    # the shared one), and a two-level PLE stack with one task per output.
+    level = ExtractionLevel(num_tasks=2, num_shared_experts=1, num_task_experts=1, expert_units=(4,),
+                            output_shared=True, name="ple_level")([pooled, interest, most_recent])
+    experts = MultiGateExperts(num_tasks=NUM_OUTPUTS, num_levels=2, num_shared_experts=2, num_task_experts=1,
+                               expert_units=(6,), dropout=0.1, name="ple")(features)
+    heads = tf.keras.layers.Concatenate(name="heads")([
+        features, level["shared_output"],
+        tf.keras.layers.Flatten(name="level_tasks")(level["task_outputs"]),
+        tf.keras.layers.Flatten(name="ple_tasks")(experts["task_outputs"]),
+    ])
+    scores = tf.keras.layers.Dense(NUM_OUTPUTS, name="scores")(heads)
     return tf.keras.Model(item_ids, scores, name="all_layers")
 
 

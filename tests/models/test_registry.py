@@ -48,7 +48,7 @@ def data_arguments(spec) -> dict:
     """What a builder of `spec`'s task receives from the data."""
     if spec.task == "ranking":
         return {"vocab_size": FEATURE_SIZES["item"], "feature_sizes": FEATURE_SIZES}
-    if spec.task == "collaborative":
+    if spec.task in ("collaborative", "multitask"):
         return {"vocab_size": VOCAB_SIZE, "num_users": 7}
     return {"vocab_size": VOCAB_SIZE}
 
@@ -78,7 +78,7 @@ def test_every_spec_has_a_description_and_a_tiny_config_that_builds(name):
     assert spec.description and spec.tiny
     model = create_model(name, **data_arguments(spec), **spec.tiny)
     model.build_variables()
-    # A collaborative model reads no history (max_length 0): it knows its users by id.
+    # A collaborative or multi-task model reads no history (max_length 0): it knows its users by id.
     assert model.name == name and model.max_length == spec.tiny.get("max_length", 0)
 
 

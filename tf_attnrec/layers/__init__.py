@@ -2,6 +2,7 @@
 
 from tf_attnrec.layers.attention import ScaledDotProductAttention
 from tf_attnrec.layers.embeddings import ItemSequenceEmbedding, PositionEmbedding
+from tf_attnrec.layers.experts import ExtractionLevel, MultiGateExperts
 from tf_attnrec.layers.gated_graph import GatedGraphConvolution, SessionGraph, session_graph
 from tf_attnrec.layers.graph_attention import GraphAttention
 from tf_attnrec.layers.graph_convolution import GraphConvolution, normalize_adjacency
@@ -14,11 +15,13 @@ from tf_attnrec.layers.transformer import TransformerBlock
 
 __all__ = [
     "AttentionPooling",
+    "ExtractionLevel",
     "GatedGraphConvolution",
     "GraphAttention",
     "GraphConvolution",
     "GraphSAGE",
     "ItemSequenceEmbedding",
+    "MultiGateExperts",
     "MultiHeadAttention",
     "PositionEmbedding",
     "RecurrentAttentionEncoder",

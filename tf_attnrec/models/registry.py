@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import tensorflow as tf
 
-TASKS = ("retrieval", "ranking", "collaborative")
+TASKS = ("retrieval", "ranking", "collaborative", "multitask")
 # Arguments that a builder receives from the data, never from a config.
 DATA_ARGUMENTS = ("vocab_size", "feature_sizes", "num_users")
 _NOT_CONFIG = {"self", "encoder", "name", *DATA_ARGUMENTS}
@@ -67,8 +67,9 @@ class ModelSpec:
     Attributes:
         name: Registry name (the builder's name).
         task: "retrieval" (next-item retrieval over the catalogue), "ranking" (click
-            probability of a candidate) or "collaborative" (a known user's top items over the
-            whole catalogue, the CF protocol); it selects the `tf_attnrec.tasks.Task`.
+            probability of a candidate), "collaborative" (a known user's top items over the
+            whole catalogue, the CF protocol) or "multitask" (retrieval, rating and click
+            heads over one user stack); it selects the `tf_attnrec.tasks.Task`.
         description: One line for `tf-attnrec list-models` (the builder's docstring).
         builder: `(vocab_size, [feature_sizes,] **config) -> tf.keras.Model`.
         configurable: Classes whose constructor defaults are the model's config defaults.

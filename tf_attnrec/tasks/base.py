@@ -146,7 +146,7 @@ class Task(abc.ABC):
         """Training-config keys this task accepts: its fit function's and the shared loop's."""
         parameters = {*inspect.signature(self.fit_function()).parameters, *inspect.signature(fit_model).parameters}
         reserved = {"model", "data", "split", "train", "loop", "run_dir", "extra_config", "callbacks", "verbose",
-                    "monitor", "validation_callbacks", "validation_data"}
+                    "monitor", "monitor_mode", "validation_callbacks", "validation_data"}
         return (parameters - reserved) | set(self.data_keys)
 
     @abc.abstractmethod

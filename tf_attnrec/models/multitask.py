@@ -1,0 +1,274 @@
+"""Multi-task models: one user stack, gated experts, and three task heads (retrieval, rating, click).
+
+    user id -> embedding -> MultiGateExperts -> one user vector per task
+        retrieval: <u_retrieval, item embedding>, in-batch softmax (`tfrs.tasks.Retrieval`)
+        rating:    MLP([u_rating, item embedding]) -> rating, MSE (`tfrs.tasks.Ranking`)
+        click:     MLP([u_click, item embedding]) -> logit, BCE on "rated >= threshold"
+
+The experts sit on the user side because retrieval must stay a two-tower dot product: a
+user's top-k over the catalogue is then one matmul (or one ScaNN index), and every task's gate
+reads only the user. The item meets each task's user vector in that task's own head, as the
+rating model of the TFRS multi-task tutorial meets the concatenated user and movie
+embeddings. The families differ only in their experts (`tf_attnrec.layers.MultiGateExperts`):
+
+| model | experts | each task's gate |
+|---|---|---|
+| `shared_bottom` | one shared network (none by default: the TFRS tutorial's model) | fixed at 1 |
+| `mmoe` (Ma et al., KDD 2018) | `num_experts` shared | softmax over all experts |
+| `ple` (Tang et al., RecSys 2020) | shared + per-task experts, `num_levels` levels | softmax over its own and the shared ones |
+
+The loss is `retrieval_weight * L_retrieval + rating_weight * L_rating + click_weight * L_click`;
+the weights are config keys. `call` returns every head's output and the gate weights
+(`"task_gates"`, `[B, 3, experts per gate]`: which experts each task attends to).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tf_attnrec.data.rating_split import CLICK, ITEM, RATING, USER
+from tf_attnrec.data.vocabulary import FIRST_ID
+from tf_attnrec.layers.checks import check_positive_int
+from tf_attnrec.layers.experts import MultiGateExperts
+from tf_attnrec.models.base import RecommenderModel
+from tf_attnrec.models.registry import register_model
+
+#: The tasks, in the order of the experts' outputs and gates.
+TASKS = ("retrieval", "rating", "click")
+
+
+def _mlp(units: Sequence[int], name: str) -> tf.keras.Sequential:
+    """ReLU layers of `units`, then one linear output."""
+    return tf.keras.Sequential([*(tf.keras.layers.Dense(u, activation="relu") for u in units),
+                                tf.keras.layers.Dense(1)], name=name)
+
+
+class MultiTaskModel(RecommenderModel):
+    """Base class: user and item embeddings, gated experts over the user, three task heads.
+
+    Subclasses choose the experts and add their own config keys.
+
+    Args:
+        vocab_size: item ids including padding and OOV (`num_items + 2`).
+        num_users: known users (the user table has `num_users + 2` rows: padding, OOV, users).
+        experts: `MultiGateExperts` arguments besides `num_tasks` (from the subclass).
+        embedding_dim: D, the user and item embedding size; the experts' output must be D too,
+            since the retrieval score is a dot product with the item embedding.
+        rating_units: hidden layers of the rating head.
+        click_units: hidden layers of the click head.
+        retrieval_weight, rating_weight, click_weight: the tasks' weights in the loss (>= 0).
+        **kwargs: `tf.keras.Model` arguments.
+
+    Features: `{"user", "item": int32 [B], "rating", "click": float32 [B]}`
+    (`tf_attnrec.data.rating_split.RatingSplit.dataset`).
+    """
+
+    max_length = 0  # no history: users are known by id
+
+    def __init__(self, vocab_size: int, num_users: int, experts: Mapping[str, Any], embedding_dim: int = 32,
+                 rating_units: Sequence[int] = (256, 128), click_units: Sequence[int] = (256, 128),
+                 retrieval_weight: float = 1.0, rating_weight: float = 1.0, click_weight: float = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.vocab_size = check_positive_int(owner, "`vocab_size` (num_items + 2)", vocab_size, minimum=FIRST_ID + 1)
+        self.num_users = check_positive_int(owner, "`num_users`", num_users)
+        self.embedding_dim = check_positive_int(owner, "`embedding_dim`", embedding_dim)
+        self.rating_units = tuple(check_positive_int(owner, "`rating_units` entries", u) for u in rating_units)
+        self.click_units = tuple(check_positive_int(owner, "`click_units` entries", u) for u in click_units)
+        weights = {"retrieval_weight": retrieval_weight, "rating_weight": rating_weight, "click_weight": click_weight}
+        for key, value in weights.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{owner}: `{key}` must be a number >= 0; got {value!r}.")
+        if not any(weights.values()):
+            raise ValueError(f"{owner}: every task weight is 0, so nothing would be trained; set one above 0.")
+        self.retrieval_weight, self.rating_weight, self.click_weight = (float(v) for v in weights.values())
+
+        units = tuple(experts.get("expert_units", ()))
+        if (units[-1] if units else embedding_dim) != embedding_dim:
+            raise ValueError(
+                f"{owner}: the experts' last layer ({units[-1]} units) must equal `embedding_dim` ({embedding_dim}): "
+                "the retrieval score is the dot product of the retrieval user vector and the item embedding.")
+        self.user_embedding = tf.keras.layers.Embedding(self.num_users + FIRST_ID, embedding_dim, name="user_embedding")
+        self.item_embedding = tf.keras.layers.Embedding(self.vocab_size, embedding_dim, name="item_embedding")
+        self.experts = MultiGateExperts(num_tasks=len(TASKS), name="experts", **experts)
+        self.rating_head = _mlp(self.rating_units, "rating_head")
+        self.click_head = _mlp(self.click_units, "click_head")
+        self.retrieval_task = tfrs.tasks.Retrieval(name="retrieval")
+        self.rating_task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(),
+                                              metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")],
+                                              name="rating")
+        self.click_task = tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+                                             metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")],
+                                             name="click")
+        # What serving answers for a user (or item) it has never seen: the training rows'
+        # item counts (the most popular items), mean rating and click rate. Set from the
+        # training rows by `set_priors`, saved with the weights.
+        self.item_counts = self.add_weight("item_counts", shape=[self.vocab_size], initializer="zeros",
+                                           trainable=False)
+        self.rating_prior = self.add_weight("rating_prior", shape=[], initializer="zeros", trainable=False)
+        self.click_prior = self.add_weight("click_prior", shape=[], initializer="zeros", trainable=False)
+
+    def set_priors(self, item_counts: Any, mean_rating: float, click_rate: float) -> None:
+        """Stores the training rows' item counts [vocab_size], mean rating and click rate."""
+        counts = tf.convert_to_tensor(item_counts, tf.float32)
+        if tuple(counts.shape) != (self.vocab_size,):
+            raise ValueError(f"set_priors: item_counts must have shape [{self.vocab_size}]; got {tuple(counts.shape)}.")
+        self.item_counts.assign(counts)
+        self.rating_prior.assign(float(mean_rating))
+        self.click_prior.assign(float(click_rate))
+
+    # ------------------------------------------------------------------ the towers
+    def user_vectors(self, users: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
+        """`{"task_outputs": [B, 3, D], "task_gates": [B, 3, n]}` for user ids [B]."""
+        return self.experts(self.user_embedding(users), training=training)
+
+    def heads(self, task_vectors: tf.Tensor, items: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Every head's output for users' task vectors [B, 3, D] and item ids [B]."""
+        item_vectors = self.item_embedding(items)
+        rating = self.rating_head(tf.concat([task_vectors[:, 1], item_vectors], axis=-1))[:, 0]
+        click_logit = self.click_head(tf.concat([task_vectors[:, 2], item_vectors], axis=-1))[:, 0]
+        return {"retrieval_score": tf.reduce_sum(task_vectors[:, 0] * item_vectors, axis=-1),
+                "rating": rating, "click_logit": click_logit, "click_probability": tf.sigmoid(click_logit)}
+
+    def call(self, features: Mapping[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
+        """Every head's output and the gates for `{"user", "item"}` ids [B]."""
+        users = self.user_vectors(features[USER], training=training)
+        return {**self.heads(users["task_outputs"], features[ITEM]), "task_gates": users["task_gates"]}
+
+    def item_vectors(self) -> tf.Tensor:
+        """[vocab_size, D]: the retrieval candidates (rows 0 and 1 are padding and OOV)."""
+        return self.item_embedding.embeddings
+
+    def retrieval_scores(self, users: tf.Tensor) -> tf.Tensor:
+        """[B, vocab_size] retrieval scores of every item id for user ids [B]."""
+        query = self.user_vectors(users)["task_outputs"][:, 0]
+        return tf.matmul(query, self.item_vectors(), transpose_b=True)
+
+    def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        users = self.user_vectors(features[USER], training=training)
+        vectors = users["task_outputs"]
+        outputs = self.heads(vectors, features[ITEM])
+        # In-batch softmax over the batch's items, as the TFRS tutorial trains it; the
+        # full-catalogue top-k accuracy is measured after training (`evaluate_multitask`).
+        retrieval = self.retrieval_task(vectors[:, 0], self.item_embedding(features[ITEM]), compute_metrics=False)
+        rating = self.rating_task(labels=features[RATING], predictions=outputs["rating"],
+                                  compute_metrics=not training)
+        click = self.click_task(labels=features[CLICK], predictions=outputs["click_logit"],
+                                compute_metrics=not training)
+        return self.retrieval_weight * retrieval + self.rating_weight * rating + self.click_weight * click
+
+    def build_variables(self) -> None:
+        ids = tf.constant([FIRST_ID], tf.int32)
+        self({USER: ids, ITEM: ids})
+
+    def get_config(self) -> dict[str, Any]:
+        return {"vocab_size": self.vocab_size, "num_users": self.num_users, "embedding_dim": self.embedding_dim,
+                "rating_units": list(self.rating_units), "click_units": list(self.click_units),
+                "retrieval_weight": self.retrieval_weight, "rating_weight": self.rating_weight,
+                "click_weight": self.click_weight}
+
+
+def _units(owner: str, name: str, units: Sequence[int]) -> tuple[int, ...]:
+    return tuple(check_positive_int(owner, f"`{name}` entries", u) for u in units)
+
+
+@tf.keras.utils.register_keras_serializable(package="tf_attnrec")
+class SharedBottomModel(MultiTaskModel):
+    """One shared user network under the three heads; with no layers, the TFRS tutorial's model.
+
+    Args:
+        bottom_units: hidden layers of the shared network (its last must equal
+            `embedding_dim`); `()` uses the user embedding as it is.
+        **kwargs: `MultiTaskModel` arguments.
+    """
+
+    def __init__(self, vocab_size: int, num_users: int, bottom_units: Sequence[int] = (), **kwargs: Any) -> None:
+        units = _units(type(self).__name__, "bottom_units", bottom_units)
+        experts = {"num_shared_experts": 1, "num_task_experts": 0, "num_levels": 1, "expert_units": units}
+        super().__init__(vocab_size, num_users, experts, **kwargs)
+        self.bottom_units = units
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "bottom_units": list(self.bottom_units)}
+
+
+@tf.keras.utils.register_keras_serializable(package="tf_attnrec")
+class MMoEModel(MultiTaskModel):
+    """Multi-gate mixture of experts (Ma et al., KDD 2018): shared experts, one softmax gate per task.
+
+    Args:
+        num_experts: shared experts.
+        expert_units: each expert's layers (the last must equal `embedding_dim`).
+        expert_dropout: dropout after each expert layer, in training.
+        **kwargs: `MultiTaskModel` arguments.
+    """
+
+    def __init__(self, vocab_size: int, num_users: int, num_experts: int = 4, expert_units: Sequence[int] = (64, 32),
+                 expert_dropout: float = 0.0, **kwargs: Any) -> None:
+        units = _units(type(self).__name__, "expert_units", expert_units)
+        experts = {"num_shared_experts": num_experts, "num_task_experts": 0, "num_levels": 1,
+                   "expert_units": units, "dropout": expert_dropout}
+        super().__init__(vocab_size, num_users, experts, **kwargs)
+        self.num_experts, self.expert_units, self.expert_dropout = num_experts, units, float(expert_dropout)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_experts": self.num_experts, "expert_units": list(self.expert_units),
+                "expert_dropout": self.expert_dropout}
+
+
+@tf.keras.utils.register_keras_serializable(package="tf_attnrec")
+class PLEModel(MultiTaskModel):
+    """Progressive layered extraction (Tang et al., RecSys 2020): shared and per-task experts, stacked.
+
+    Args:
+        num_levels: extraction levels (the last one's gates are `"task_gates"`).
+        num_shared_experts: shared experts per level.
+        num_task_experts: experts per task and level.
+        expert_units: each expert's layers (the last must equal `embedding_dim`).
+        expert_dropout: dropout after each expert layer, in training.
+        **kwargs: `MultiTaskModel` arguments.
+    """
+
+    def __init__(self, vocab_size: int, num_users: int, num_levels: int = 2, num_shared_experts: int = 2,
+                 num_task_experts: int = 1, expert_units: Sequence[int] = (64, 32), expert_dropout: float = 0.0,
+                 **kwargs: Any) -> None:
+        units = _units(type(self).__name__, "expert_units", expert_units)
+        experts = {"num_shared_experts": num_shared_experts, "num_task_experts": num_task_experts,
+                   "num_levels": num_levels, "expert_units": units, "dropout": expert_dropout}
+        super().__init__(vocab_size, num_users, experts, **kwargs)
+        self.num_levels, self.num_shared_experts, self.num_task_experts = num_levels, num_shared_experts, num_task_experts
+        self.expert_units, self.expert_dropout = units, float(expert_dropout)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_levels": self.num_levels, "num_shared_experts": self.num_shared_experts,
+                "num_task_experts": self.num_task_experts, "expert_units": list(self.expert_units),
+                "expert_dropout": self.expert_dropout}
+
+
+_TINY = {"embedding_dim": 8, "rating_units": [8], "click_units": [8]}
+
+
+@register_model("multitask", (SharedBottomModel,), tiny=_TINY)
+def shared_bottom(vocab_size: int, num_users: int, **config: Any) -> SharedBottomModel:
+    """Shared bottom: retrieval, rating and click heads over one user network (the TFRS multi-task tutorial)."""
+    return SharedBottomModel(vocab_size, num_users, name="shared_bottom", **config)
+
+
+@register_model("multitask", (MMoEModel,), tiny={**_TINY, "num_experts": 2, "expert_units": [8]})
+def mmoe(vocab_size: int, num_users: int, **config: Any) -> MMoEModel:
+    """MMoE: each task's softmax gate attends over shared user experts (retrieval, rating, click)."""
+    return MMoEModel(vocab_size, num_users, name="mmoe", **config)
+
+
+@register_model("multitask", (PLEModel,),
+                tiny={**_TINY, "num_shared_experts": 1, "num_task_experts": 1, "expert_units": [8]})
+def ple(vocab_size: int, num_users: int, **config: Any) -> PLEModel:
+    """PLE: progressive extraction with shared and per-task user experts, gated per task."""
+    return PLEModel(vocab_size, num_users, name="ple", **config)
+
+
+__all__ = ["TASKS", "MMoEModel", "MultiTaskModel", "PLEModel", "SharedBottomModel"]
