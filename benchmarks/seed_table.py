@@ -10,16 +10,21 @@ sooner than one after the other with two threads each). `--time-limit` caps each
 training (the CLI's own limit; a run cut by it says so in its `stopped_by`).
 
 `--task` picks the table (`TABLES`):
-* `ranking`: test AUC, GAUC and log loss of the ranking zoo; attention models against
+* `ranking`: test AUC, GAUC and log loss of the ranking zoo on ML-1M; attention models against
   `embedding_mlp` (the DIN paper's base model) on GAUC.
-* `collaborative`: test Recall / NDCG @10 and @20 in the CF protocol; `gat_cf` and
+* `collaborative`: test Recall / NDCG @10 and @20 in the CF protocol on ML-1M; `gat_cf` and
   `graphsage_cf` against `lightgcn` on NDCG@10.
+* `multitask`: test top-100 accuracy, RMSE and click AUC on ML-100K; `mmoe` and `ple`
+  against `shared_bottom` on each, and against themselves trained on one task only (rows
+  `mmoe:retrieval`, `mmoe:rating`, `mmoe:click`, ...: the same model and config with the other
+  tasks' weights set to 0 by `--set`) on that task's metric.
 
 The table gives mean and sample standard deviation (ddof=1) over the seeds, and for each
-attention model the difference to the baseline with the verdict "beats" only when
-mean(A) - mean(base) > std(A) + std(base).
+comparison the difference with the verdict "beats" only when the model is better by more
+than std(A) + std(B) (lower is better for RMSE and log loss), else "does NOT beat", marked
+"within the seeds' spread" when it is not worse by more than that either.
 
-    python benchmarks/seed_table.py [--task ranking|collaborative] [--data-dir ../shared/data]
+    python benchmarks/seed_table.py [--task ranking|collaborative|multitask] [--data-dir ../shared/data]
         [--seeds 0 1 2] [--models ...] [--output runs/<task>-table] [--workers 2] [--threads 1]
         [--time-limit MINUTES] [--resume]
 
@@ -46,36 +51,66 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 
 
+LOWER_IS_BETTER = ("log_loss", "rmse")
+# The single-task rows of the multi-task table: `model:task` trains `model`'s zoo config with
+# every other task's weight set to 0.
+MULTITASK_TASKS = {"retrieval": "accuracy@100", "rating": "rmse", "click": "auc"}
+
+
 class Table(NamedTuple):
     """What one task's table compares."""
 
-    models: tuple  # every model of the table, in row order
-    attention_models: tuple  # the rows that get a verdict against the baseline
-    baseline: str
+    models: tuple  # every row of the table (a zoo model, or `model:task`), in row order
+    comparisons: tuple  # (row, against row, metric): the verdicts
     metrics: tuple  # test metrics shown, each as mean +- std
-    verdict_metric: str  # the metric the verdict compares
+    dataset: str = "ml-1m"
+
+
+def _multitask_table() -> Table:
+    models, comparisons = ["shared_bottom", "mmoe", "ple"], []
+    for model in ("mmoe", "ple"):
+        comparisons += [(model, "shared_bottom", metric) for metric in MULTITASK_TASKS.values()]
+    for model in ("mmoe", "ple"):
+        for task, metric in MULTITASK_TASKS.items():
+            models.append(f"{model}:{task}")
+            comparisons.append((model, f"{model}:{task}", metric))
+    return Table(models=tuple(models), comparisons=tuple(comparisons), metrics=tuple(MULTITASK_TASKS.values()),
+                 dataset="ml-100k")
 
 
 TABLES = {
     "ranking": Table(models=("din", "bst", "autoint", "self_attention_ranker", "embedding_mlp", "dcn"),
-                     attention_models=("din", "bst", "autoint", "self_attention_ranker"), baseline="embedding_mlp",
-                     metrics=("auc", "gauc", "log_loss"), verdict_metric="gauc"),
-    "collaborative": Table(models=("lightgcn", "gat_cf", "graphsage_cf"), attention_models=("gat_cf", "graphsage_cf"),
-                           baseline="lightgcn", metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20"),
-                           verdict_metric="ndcg@10"),
+                     comparisons=tuple((m, "embedding_mlp", "gauc")
+                                       for m in ("din", "bst", "autoint", "self_attention_ranker")),
+                     metrics=("auc", "gauc", "log_loss")),
+    "collaborative": Table(models=("lightgcn", "gat_cf", "graphsage_cf"),
+                           comparisons=(("gat_cf", "lightgcn", "ndcg@10"), ("graphsage_cf", "lightgcn", "ndcg@10")),
+                           metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20")),
+    "multitask": _multitask_table(),
 }
 
 
-def run_one(model: str, seed: int, args: argparse.Namespace) -> dict:
-    """Trains one (model, seed) with the CLI in a subprocess; returns its metrics.json."""
-    run_dir = pathlib.Path(args.output) / f"{model}-seed{seed}"
+def row_command(row: str) -> tuple[str, list[str]]:
+    """`(zoo model, extra CLI flags)` of a table row: `mmoe:rating` -> mmoe with the other weights 0."""
+    model, _, task = row.partition(":")
+    if not task:
+        return model, []
+    if task not in MULTITASK_TASKS:
+        raise ValueError(f"row {row!r}: the task after ':' must be one of {list(MULTITASK_TASKS)}.")
+    return model, [flag for other in MULTITASK_TASKS if other != task for flag in ("--set", f"{other}_weight=0")]
+
+
+def run_one(row: str, seed: int, args: argparse.Namespace) -> dict:
+    """Trains one (row, seed) with the CLI in a subprocess; returns its metrics.json."""
+    run_dir = pathlib.Path(args.output) / f"{row.replace(':', '-')}-seed{seed}"
     metrics_path = run_dir / "metrics.json"
     if args.resume and metrics_path.is_file():
         return json.loads(metrics_path.read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
+    model, flags = row_command(row)
     command = [
-        sys.executable, "-m", "tf_attnrec.cli", "train", "--model", model,
-        "--config", str(REPO / "models" / model / "config.yaml"), "--dataset", "ml-1m",
+        sys.executable, "-m", "tf_attnrec.cli", "train", "--model", model, *flags,
+        "--config", str(REPO / "models" / model / "config.yaml"), "--dataset", TABLES[args.task].dataset,
         "--data-dir", str(args.data_dir), "--seed", str(seed), "--output", str(run_dir),
         "--overwrite", *(["--time-limit", str(args.time_limit)] if args.time_limit else []),
     ]
@@ -86,7 +121,7 @@ def run_one(model: str, seed: int, args: argparse.Namespace) -> dict:
         status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     if status.returncode:
         raise RuntimeError(f"{' '.join(command)} failed ({status.returncode}); see {run_dir / 'train.log'}.")
-    print(f"  {model} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"  {row} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
     return json.loads(metrics_path.read_text())
 
 
@@ -102,31 +137,31 @@ def summarise(results: dict, spec: Table = TABLES["ranking"]) -> dict:
         row["best_epochs"] = [run["best_pass"] for run in runs]
         row["stopped_by"] = [run.get("stopped_by") for run in runs]
         row["num_train_examples"] = runs[0].get("num_train_examples")
-        row["num_test_examples"] = runs[0]["test"].get("num_examples", runs[0]["test"].get("users"))
+        row["num_test_examples"] = runs[0]["test"].get("num_examples", runs[0]["test"].get("users",
+                                                                                           runs[0]["test"].get("rows")))
         table[model] = row
     return table
 
 
 def verdicts(table: dict, spec: Table = TABLES["ranking"]) -> list[str]:
-    """One line per attention model: its difference to the baseline and whether it beats it."""
-    if spec.baseline not in table:
-        return []
-    metric = spec.verdict_metric
-    base_mean, base_std = table[spec.baseline][metric]
+    """One line per comparison of the table whose two rows ran: the difference and the verdict."""
     lines = []
-    for model in spec.attention_models:
-        if model not in table:
+    for model, baseline, metric in spec.comparisons:
+        if model not in table or baseline not in table:
             continue
-        mean, std = table[model][metric]
+        (mean, std), (base_mean, base_std) = table[model][metric], table[baseline][metric]
         diff, spread = mean - base_mean, std + base_std
-        verdict = "beats" if diff > spread else "does NOT beat"
-        lines.append(f"{model} {verdict} {spec.baseline} on {metric.upper()}: difference {diff:+.4f}, seeds' "
-                     f"spread (std sum) {spread:.4f}")
+        gain = -diff if metric in LOWER_IS_BETTER else diff
+        verdict = "beats" if gain > spread else "does NOT beat"
+        note = "" if gain > spread else " (within the seeds' spread)" if gain >= -spread else " (worse)"
+        lines.append(f"{model} {verdict} {baseline} on {_METRIC_TITLES.get(metric, metric)}{note}: difference "
+                     f"{diff:+.4f}, seeds' spread (std sum) {spread:.4f}")
     return lines
 
 
 _METRIC_TITLES = {"auc": "AUC", "gauc": "GAUC", "log_loss": "log loss", "recall@10": "Recall@10",
-                  "ndcg@10": "NDCG@10", "recall@20": "Recall@20", "ndcg@20": "NDCG@20"}
+                  "ndcg@10": "NDCG@10", "recall@20": "Recall@20", "ndcg@20": "NDCG@20",
+                  "accuracy@100": "top-100 accuracy", "rmse": "RMSE"}
 
 
 def markdown(table: dict, seeds: list, spec: Table = TABLES["ranking"]) -> str:

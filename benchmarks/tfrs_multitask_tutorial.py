@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output_json:
         args.output_json.parent.mkdir(parents=True, exist_ok=True)
         args.output_json.write_text(json.dumps({
-            "benchmark": "tfrs_multitask_tutorial", "date": datetime.datetime.now().astimezone().isoformat("seconds"),
+            "benchmark": "tfrs_multitask_tutorial", "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "command": [sys.executable, *sys.argv], "host": platform.node(), "cpu_count": os.cpu_count(),
             "split": split.summary(), "settings": {**SETTINGS, **TRAINING, "epochs": args.epochs}, "rows": rows},
             indent=2))

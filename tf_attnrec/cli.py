@@ -334,10 +334,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    """The attention behind one recommendation (retrieval) or one score (ranking): table + PNG."""
+    """The attention behind one recommendation (retrieval), one score (ranking) or one user's
+    expert gates (multi-task): table + PNG."""
     from tf_attnrec import explain, runs
 
-    from tf_attnrec import explain_graph
+    from tf_attnrec import explain_gates, explain_graph
 
     task, run = _load_run(pathlib.Path(args.run_dir))
     task.check_explainable(run)
@@ -350,6 +351,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     item = _as_int(args.item) if args.item is not None else None
     explanation = task.explain(run, dataset, _as_int(args.user), item)
     titles = runs.read_items(run.run_dir)
+    if explanation.get("kind") == explain_gates.KIND:  # a user's gates, whatever the item
+        output = pathlib.Path(args.output or run.run_dir / f"explain_user{explanation['user']}_gates.png")
+        print(explain_gates.format_gates(explanation))
+        explain_gates.plot_gates(explanation, output)
+        print(f"Wrote the gate heatmap to {output}.")
+        return 0
     output = pathlib.Path(args.output or run.run_dir / f"explain_user{explanation['user']}_item{explanation['item']}.png")
     if explanation.get("kind") == explain_graph.KIND:
         print(explain_graph.format_graph_explanation(explanation, titles, top=args.top))

@@ -61,7 +61,7 @@ def test_accuracy_at_k_is_tfrs_factorized_top_k(split):
     candidates = tf.data.Dataset.from_tensor_slices(items).batch(8).map(lambda i: (i, model.item_embedding(i)))
     metric = tfrs.metrics.FactorizedTopK(
         candidates=tfrs.layers.factorized_top_k.BruteForce(k=10).index_from_dataset(candidates), ks=(1, 5, 10))
-    query = model.user_vectors(tf.constant(arrays["user"]))["task_outputs"][:, 0]
+    query = model.query(model.user_vectors(tf.constant(arrays["user"]))["task_outputs"])
     metric.update_state(query, model.item_embedding(tf.constant(arrays["item"])),
                         true_candidate_ids=tf.constant(arrays["item"]))
     theirs = {m.name.split("/")[-1]: float(m.result()) for m in metric.metrics}
@@ -118,8 +118,6 @@ def test_early_stopping_without_validation_rows_is_refused():
 
 
 def test_config_errors_name_the_argument(split):
-    with pytest.raises(ValueError, match="embedding_dim"):
-        _model(split, expert_units=[16])  # the experts' output must equal embedding_dim (8)
     with pytest.raises(ValueError, match="every task weight is 0"):
         _model(split, retrieval_weight=0.0, rating_weight=0.0, click_weight=0.0)
     with pytest.raises(ValueError, match="rating_weight"):
@@ -160,3 +158,16 @@ def test_task_dispatch_and_refusals(split):
     assert task.name == "multitask" and task.monitor == "val_loss"
     with pytest.raises(UnsupportedCommand, match="init-from"):
         task.fit(_model(split), split, init_from="somewhere", epochs=1)
+
+
+def test_the_query_is_the_embedding_without_experts_and_a_projection_with_them(split):
+    """Identity experts (the tutorial's model) query with the user embedding itself; ReLU experts
+    go through a linear projection, so a query can have negative coordinates."""
+    tutorial = _model(split, "shared_bottom")
+    users = tf.constant([2, 5])
+    np.testing.assert_array_equal(tutorial.query(tutorial.user_vectors(users)["task_outputs"]),
+                                  tutorial.user_embedding(users))
+    assert tutorial.query_projection is None
+    mmoe = _model(split)
+    query = mmoe.query(mmoe.user_vectors(users)["task_outputs"]).numpy()
+    assert mmoe.query_projection is not None and query.shape == (2, 8) and (query < 0).any()

@@ -74,3 +74,33 @@ def test_collaborative_table_compares_attention_models_with_lightgcn_on_ndcg(tab
     assert text.splitlines()[0].startswith("| model | test Recall@10 | test NDCG@10 | test Recall@20 | test NDCG@20 |")
     sage = next(line for line in text.splitlines() if line.startswith("| `graphsage_cf`"))
     assert "0.2550 ± 0.0050" in sage and "time_limit" in sage
+
+
+def _mt_run(seed: int, accuracy: float, rmse: float, auc: float) -> dict:
+    return {"seed": seed, "test": {"accuracy@100": accuracy, "rmse": rmse, "auc": auc, "rows": 20000},
+            "train_seconds": 30.0, "best_pass": 20 + seed, "stopped_by": "early_stopping"}
+
+
+def test_multitask_table_compares_with_shared_bottom_and_single_task_rows(table_script):
+    spec = table_script.TABLES["multitask"]
+    assert spec.dataset == "ml-100k" and "mmoe:rating" in spec.models
+    table = table_script.summarise({
+        "shared_bottom": [_mt_run(s, a, r, 0.80) for s, (a, r) in enumerate([(0.30, 1.00), (0.31, 1.01), (0.32, 0.99)])],
+        "mmoe": [_mt_run(s, a, r, 0.80) for s, (a, r) in enumerate([(0.36, 0.93), (0.37, 0.94), (0.38, 0.92)])],
+        "mmoe:rating": [_mt_run(s, 0.1, r, 0.5) for s, r in enumerate([0.90, 0.91, 0.89])],
+    }, spec)
+    lines = table_script.verdicts(table, spec)
+    assert "mmoe beats shared_bottom on top-100 accuracy: difference +0.0600" in lines[0]
+    # RMSE: lower is better, so -0.07 beats the spread of 0.02.
+    assert lines[1].startswith("mmoe beats shared_bottom on RMSE: difference -0.0700")
+    assert lines[2].startswith("mmoe does NOT beat shared_bottom on AUC (within the seeds' spread)")
+    assert lines[3].startswith("mmoe does NOT beat mmoe:rating on RMSE (worse): difference +0.0300")
+    assert len(lines) == 4  # ple and the other single-task rows did not run
+
+
+def test_single_task_rows_zero_the_other_weights(table_script):
+    assert table_script.row_command("mmoe") == ("mmoe", [])
+    model, flags = table_script.row_command("ple:click")
+    assert model == "ple" and flags == ["--set", "retrieval_weight=0", "--set", "rating_weight=0"]
+    with pytest.raises(ValueError, match="must be one of"):
+        table_script.row_command("mmoe:ctr")

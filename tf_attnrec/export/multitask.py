@@ -51,7 +51,7 @@ class _MultiTaskModule(tf.Module):
         vectors = model.user_vectors(users)
         outputs = model.heads(vectors["task_outputs"], items)
 
-        personal = tf.matmul(vectors["task_outputs"][:, 0], model.item_vectors(), transpose_b=True)
+        personal = tf.matmul(model.query(vectors["task_outputs"]), model.item_vectors(), transpose_b=True)
         popular = tf.math.log1p(model.item_counts)[tf.newaxis, :]
         scores = tf.where(known_user[:, tf.newaxis], personal, popular)
         scores = scores[:, FIRST_ID:]  # padding and OOV are never recommended

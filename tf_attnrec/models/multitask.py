@@ -1,13 +1,16 @@
 """Multi-task models: one user stack, gated experts, and three task heads (retrieval, rating, click).
 
     user id -> embedding -> MultiGateExperts -> one user vector per task
-        retrieval: <u_retrieval, item embedding>, in-batch softmax (`tfrs.tasks.Retrieval`)
+        retrieval: <P u_retrieval, item embedding>, in-batch softmax (`tfrs.tasks.Retrieval`)
         rating:    MLP([u_rating, item embedding]) -> rating, MSE (`tfrs.tasks.Ranking`)
         click:     MLP([u_click, item embedding]) -> logit, BCE on "rated >= threshold"
 
 The experts sit on the user side because retrieval must stay a two-tower dot product: a
 user's top-k over the catalogue is then one matmul (or one ScaNN index), and every task's gate
-reads only the user. The item meets each task's user vector in that task's own head, as the
+reads only the user. Experts end in a ReLU, so the retrieval query is a linear projection P of
+the retrieval mixture (a query in the positive orthant could not point away from an item);
+with identity experts (no layers) the query is the user embedding itself, as in the
+tutorial. The item meets each task's user vector in that task's own head, as the
 rating model of the TFRS multi-task tutorial meets the concatenated user and movie
 embeddings. The families differ only in their experts (`tf_attnrec.layers.MultiGateExperts`):
 
@@ -55,8 +58,7 @@ class MultiTaskModel(RecommenderModel):
         vocab_size: item ids including padding and OOV (`num_items + 2`).
         num_users: known users (the user table has `num_users + 2` rows: padding, OOV, users).
         experts: `MultiGateExperts` arguments besides `num_tasks` (from the subclass).
-        embedding_dim: D, the user and item embedding size; the experts' output must be D too,
-            since the retrieval score is a dot product with the item embedding.
+        embedding_dim: D, the user and item embedding size (and the retrieval query's).
         rating_units: hidden layers of the rating head.
         click_units: hidden layers of the click head.
         retrieval_weight, rating_weight, click_weight: the tasks' weights in the loss (>= 0).
@@ -87,14 +89,11 @@ class MultiTaskModel(RecommenderModel):
             raise ValueError(f"{owner}: every task weight is 0, so nothing would be trained; set one above 0.")
         self.retrieval_weight, self.rating_weight, self.click_weight = (float(v) for v in weights.values())
 
-        units = tuple(experts.get("expert_units", ()))
-        if (units[-1] if units else embedding_dim) != embedding_dim:
-            raise ValueError(
-                f"{owner}: the experts' last layer ({units[-1]} units) must equal `embedding_dim` ({embedding_dim}): "
-                "the retrieval score is the dot product of the retrieval user vector and the item embedding.")
         self.user_embedding = tf.keras.layers.Embedding(self.num_users + FIRST_ID, embedding_dim, name="user_embedding")
         self.item_embedding = tf.keras.layers.Embedding(self.vocab_size, embedding_dim, name="item_embedding")
         self.experts = MultiGateExperts(num_tasks=len(TASKS), name="experts", **experts)
+        self.query_projection = (tf.keras.layers.Dense(embedding_dim, use_bias=False, name="query_projection")
+                                 if tuple(experts.get("expert_units", ())) else None)
         self.rating_head = _mlp(self.rating_units, "rating_head")
         self.click_head = _mlp(self.click_units, "click_head")
         self.retrieval_task = tfrs.tasks.Retrieval(name="retrieval")
@@ -123,15 +122,20 @@ class MultiTaskModel(RecommenderModel):
 
     # ------------------------------------------------------------------ the towers
     def user_vectors(self, users: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
-        """`{"task_outputs": [B, 3, D], "task_gates": [B, 3, n]}` for user ids [B]."""
+        """`{"task_outputs": [B, 3, U], "task_gates": [B, 3, n]}` for user ids [B]."""
         return self.experts(self.user_embedding(users), training=training)
 
+    def query(self, task_vectors: tf.Tensor) -> tf.Tensor:
+        """[B, D] retrieval queries from the users' task vectors [B, 3, U]."""
+        retrieval = task_vectors[:, 0]
+        return retrieval if self.query_projection is None else self.query_projection(retrieval)
+
     def heads(self, task_vectors: tf.Tensor, items: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Every head's output for users' task vectors [B, 3, D] and item ids [B]."""
+        """Every head's output for users' task vectors [B, 3, U] and item ids [B]."""
         item_vectors = self.item_embedding(items)
         rating = self.rating_head(tf.concat([task_vectors[:, 1], item_vectors], axis=-1))[:, 0]
         click_logit = self.click_head(tf.concat([task_vectors[:, 2], item_vectors], axis=-1))[:, 0]
-        return {"retrieval_score": tf.reduce_sum(task_vectors[:, 0] * item_vectors, axis=-1),
+        return {"retrieval_score": tf.reduce_sum(self.query(task_vectors) * item_vectors, axis=-1),
                 "rating": rating, "click_logit": click_logit, "click_probability": tf.sigmoid(click_logit)}
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
@@ -145,7 +149,7 @@ class MultiTaskModel(RecommenderModel):
 
     def retrieval_scores(self, users: tf.Tensor) -> tf.Tensor:
         """[B, vocab_size] retrieval scores of every item id for user ids [B]."""
-        query = self.user_vectors(users)["task_outputs"][:, 0]
+        query = self.query(self.user_vectors(users)["task_outputs"])
         return tf.matmul(query, self.item_vectors(), transpose_b=True)
 
     def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
@@ -154,7 +158,7 @@ class MultiTaskModel(RecommenderModel):
         outputs = self.heads(vectors, features[ITEM])
         # In-batch softmax over the batch's items, as the TFRS tutorial trains it; the
         # full-catalogue top-k accuracy is measured after training (`evaluate_multitask`).
-        retrieval = self.retrieval_task(vectors[:, 0], self.item_embedding(features[ITEM]), compute_metrics=False)
+        retrieval = self.retrieval_task(self.query(vectors), self.item_embedding(features[ITEM]), compute_metrics=False)
         rating = self.rating_task(labels=features[RATING], predictions=outputs["rating"],
                                   compute_metrics=not training)
         click = self.click_task(labels=features[CLICK], predictions=outputs["click_logit"],
@@ -181,8 +185,7 @@ class SharedBottomModel(MultiTaskModel):
     """One shared user network under the three heads; with no layers, the TFRS tutorial's model.
 
     Args:
-        bottom_units: hidden layers of the shared network (its last must equal
-            `embedding_dim`); `()` uses the user embedding as it is.
+        bottom_units: layers of the shared network; `()` uses the user embedding as it is.
         **kwargs: `MultiTaskModel` arguments.
     """
 
@@ -202,7 +205,7 @@ class MMoEModel(MultiTaskModel):
 
     Args:
         num_experts: shared experts.
-        expert_units: each expert's layers (the last must equal `embedding_dim`).
+        expert_units: each expert's layers.
         expert_dropout: dropout after each expert layer, in training.
         **kwargs: `MultiTaskModel` arguments.
     """
@@ -228,7 +231,7 @@ class PLEModel(MultiTaskModel):
         num_levels: extraction levels (the last one's gates are `"task_gates"`).
         num_shared_experts: shared experts per level.
         num_task_experts: experts per task and level.
-        expert_units: each expert's layers (the last must equal `embedding_dim`).
+        expert_units: each expert's layers.
         expert_dropout: dropout after each expert layer, in training.
         **kwargs: `MultiTaskModel` arguments.
     """

@@ -234,3 +234,17 @@ class MultiTaskTask(Task):
         raise UnsupportedCommand(
             f"{run.config.get('model')} is a multi-task model: it knows its users by id, not by a history. Export "
             "it (`tf-attnrec export`) and send `user_id` (and `item_id` for the rating and click heads).")
+
+    def check_explainable(self, run: Run) -> None:
+        experts = run.model.experts
+        if experts.num_shared_experts + experts.num_task_experts <= 1:
+            raise UnsupportedCommand(
+                f"{run.config.get('model')} has one expert, so every task's gate is 1: nothing to explain; "
+                "explain an mmoe or ple run.")
+
+    def explain(self, run: Run, dataset: Dataset, user: Any, item: Optional[Any]) -> dict:
+        """Which experts each task's gate attends to for `user` (`tf_attnrec.explain_gates`)."""
+        from tf_attnrec.explain_gates import explain_gates
+
+        self.check_explainable(run)
+        return explain_gates(run.model, run.artifacts["user_vocabulary"], user)
