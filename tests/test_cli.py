@@ -247,3 +247,32 @@ def test_train_evaluate_export_on_a_sasrec_text_file(ml100k_dir, tmp_path, capsy
     assert status == 0 and f"{saved['ndcg@10']:.4f}" in out, err
     status, out, err = _run(["export", str(run_dir), "--output", str(tmp_path / "serving" / "txt" / "1")], capsys)
     assert status == 0 and "serving_default" in out, err
+
+
+def test_multitask_train_evaluate_explain_export_on_ml100k(ml100k_dir, tmp_path, capsys):
+    """The multi-task task through every command: its ratings, its named outputs, its gates."""
+    run_dir = tmp_path / "mmoe"
+    tiny = ["--set", "embedding_dim=8", "--set", "num_experts=2", "--set", "expert_units=[8]",
+            "--set", "rating_units=[8]", "--set", "click_units=[8]"]
+    status, out, err = _run(["train", "--model", "mmoe", "--dataset", "ml-100k", "--data-dir", str(ml100k_dir),
+                             "--output", str(run_dir), "--epochs", "1", "--seed", "0", *tiny], capsys)
+    assert status == 0, err
+    assert "accuracy" in out and "rmse" in out
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["split"]["test"] == 20000 and saved["split"]["validation"] == 10000
+
+    status, out, err = _run(["evaluate", str(run_dir)], capsys)
+    assert status == 0, err
+    rmse = next(line for line in out.splitlines() if line.strip().startswith("rmse"))
+    assert f"{saved['test']['rmse']:.4f}" in rmse
+
+    status, out, err = _run(["explain", str(run_dir), "--user", "1", "--output", str(tmp_path / "gates.png")], capsys)
+    assert status == 0, err
+    assert "gate weights of user 1" in out and (tmp_path / "gates.png").is_file()
+
+    status, out, err = _run(["export", str(run_dir), "--output", str(tmp_path / "serving" / "mmoe" / "1")], capsys)
+    assert status == 0, err
+    served = tf.saved_model.load(str(tmp_path / "serving" / "mmoe" / "1")).signatures["serving_default"]
+    answer = served(user_id=tf.constant(["1", "no such user"]), item_id=tf.constant(["50", "50"]))
+    assert {"top_k_item_ids", "rating", "click_probability", "task_gates"} <= set(answer)
+    assert answer["known_user"].numpy().tolist() == [True, False]

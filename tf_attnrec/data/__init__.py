@@ -39,6 +39,7 @@ from tf_attnrec.data.pipelines import (
 )
 from tf_attnrec.data.preprocessing import sasrec_form
 from tf_attnrec.data.ratio_split import RatioSplit, ratio_split
+from tf_attnrec.data.rating_split import RatingSplit, rating_split
 from tf_attnrec.data.readers import (
     read_interactions,
     read_movielens_1m,
@@ -65,7 +66,9 @@ from tf_attnrec.data.vocabulary import OOV_ID, PAD_ID, Vocabulary
 __all__ = [
     "InteractionGraph",
     "NeighbourSampler",
+    "RatingSplit",
     "RatioSplit",
+    "rating_split",
     "ratio_split",
     "CACHE_DIR_ENV",
     "DATASET_REGISTRY",
