@@ -45,3 +45,14 @@ def get_initializer(owner: str, value: Any, name: str = "kernel_initializer") ->
         return tf.keras.initializers.get(value)
     except ValueError as error:
         raise ValueError(f"{owner}: unknown `{name}` {value!r}.") from error
+
+
+def is_several_inputs(inputs: Any) -> bool:
+    """True for a list / tuple of tensors or of their shapes, False for one tensor or one shape.
+
+    A layer's `build` receives one input's shape as a `TensorShape` or a plain tuple such as
+    `(None, 8)`, and several inputs' shapes as a list of those.
+    """
+    if isinstance(inputs, tf.TensorShape) or not isinstance(inputs, (tuple, list)):
+        return False
+    return not all(d is None or isinstance(d, int) for d in inputs)

@@ -16,7 +16,8 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
-from tf_attnrec.layers.checks import check_positive_int, get_activation, get_initializer, is_positive_int
+from tf_attnrec.layers.checks import (check_positive_int, get_activation, get_initializer, is_positive_int,
+                                      is_several_inputs)
 from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.multi_head_attention import clone_initializer
 from tf_attnrec.layers.pooling import masked_softmax
@@ -65,13 +66,6 @@ def _check_expert_arguments(
         raise ValueError(f"{owner}: `dropout` must be a rate in [0, 1); got {dropout!r}.")
     return tuple(expert_units)
 
-
-def _is_list_of_shapes(input_shape: Any) -> bool:
-    """True for the shapes of a list of tensors, False for one tensor's shape."""
-    if isinstance(input_shape, tf.TensorShape) or not isinstance(input_shape, (list, tuple)):
-        return False
-    # A shape given as a plain tuple, e.g. (None, 8), is one tensor's shape.
-    return not all(dim is None or isinstance(dim, int) for dim in input_shape)
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
@@ -193,7 +187,7 @@ class ExtractionLevel(ConfigFromAttributes, tf.keras.layers.Layer):
     def build(self, input_shape: Any) -> None:
         if isinstance(input_shape, dict):
             raise self._wrong_structure(f"a dict with keys {sorted(input_shape)}")
-        if _is_list_of_shapes(input_shape):
+        if is_several_inputs(input_shape):
             if len(input_shape) != self.num_tasks + 1:
                 raise self._wrong_structure(f"a list of {len(input_shape)} tensors")
             dims = [

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from tf_attnrec.layers.checks import check_positive_int, get_activation, get_initializer
+from tf_attnrec.layers.checks import check_positive_int, get_activation, get_initializer, is_several_inputs
 from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.multi_head_attention import clone_initializer
 from tf_attnrec.layers.sparse_ops import edge_weighted_matmul, in_row_major_order
@@ -24,13 +24,6 @@ from tf_attnrec.layers.sparse_ops import edge_weighted_matmul, in_row_major_orde
 # one). Scores are normalised in float32, where exp(-1e9 - max) is exactly 0.
 _DROPPED_LOGIT = -1e9
 
-
-def _is_pair(inputs: Any) -> bool:
-    """True for `(targets, sources)` (or a shape pair in `build`), False for one node set."""
-    if isinstance(inputs, tf.TensorShape) or not isinstance(inputs, (tuple, list)):
-        return False
-    # A shape given as a plain tuple, e.g. (None, 8), is one node set, not a pair.
-    return not all(d is None or isinstance(d, int) for d in inputs)
 
 
 def _feature_dim(shape: Any, argument: str) -> int:
@@ -231,7 +224,7 @@ class GraphAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         )
 
     def build(self, input_shape: Any) -> None:
-        self._bipartite = _is_pair(input_shape)
+        self._bipartite = is_several_inputs(input_shape)
         heads_units = self.num_heads * self.units
         # Kernels are [D, heads * units] (as a Dense kernel) so that Glorot sees the true fans.
         if self._bipartite:
@@ -306,7 +299,7 @@ class GraphAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         training: Optional[bool] = None,
         return_attention_weights: bool = False,
     ) -> Union[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
-        if _is_pair(inputs) != self._bipartite:
+        if is_several_inputs(inputs) != self._bipartite:
             raise ValueError(
                 "GraphAttention: `inputs` must keep the structure the layer was built with ("
                 f"{'a (target, source) pair' if self._bipartite else 'one node-feature tensor'})."
@@ -375,5 +368,5 @@ class GraphAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         return output
 
     def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
-        target_shape = input_shape[0] if _is_pair(input_shape) else input_shape
+        target_shape = input_shape[0] if is_several_inputs(input_shape) else input_shape
         return tf.TensorShape(target_shape)[:1].concatenate([self.output_dim])
