@@ -156,14 +156,24 @@ class MultiTaskModel(RecommenderModel):
         users = self.user_vectors(features[USER], training=training)
         vectors = users["task_outputs"]
         outputs = self.heads(vectors, features[ITEM])
-        # In-batch softmax over the batch's items, as the TFRS tutorial trains it; the
-        # full-catalogue top-k accuracy is measured after training (`evaluate_multitask`).
-        retrieval = self.retrieval_task(self.query(vectors), self.item_embedding(features[ITEM]), compute_metrics=False)
-        rating = self.rating_task(labels=features[RATING], predictions=outputs["rating"],
-                                  compute_metrics=not training)
-        click = self.click_task(labels=features[CLICK], predictions=outputs["click_logit"],
-                                compute_metrics=not training)
-        return self.retrieval_weight * retrieval + self.rating_weight * rating + self.click_weight * click
+        loss = tf.constant(0.0)
+        # A task of weight 0 adds nothing to the gradient: skip its loss in training (the
+        # in-batch softmax is most of a step), keep it in validation for its metrics.
+        if self.retrieval_weight or not training:
+            # In-batch softmax over the batch's items, as the TFRS tutorial trains it; the
+            # full-catalogue top-k accuracy is measured after training (`evaluate_multitask`).
+            retrieval = self.retrieval_task(self.query(vectors), self.item_embedding(features[ITEM]),
+                                            compute_metrics=False)
+            loss += self.retrieval_weight * retrieval
+        if self.rating_weight or not training:
+            rating = self.rating_task(labels=features[RATING], predictions=outputs["rating"],
+                                      compute_metrics=not training)
+            loss += self.rating_weight * rating
+        if self.click_weight or not training:
+            click = self.click_task(labels=features[CLICK], predictions=outputs["click_logit"],
+                                    compute_metrics=not training)
+            loss += self.click_weight * click
+        return loss
 
     def build_variables(self) -> None:
         ids = tf.constant([FIRST_ID], tf.int32)
