@@ -171,3 +171,25 @@ def test_the_query_is_the_embedding_without_experts_and_a_projection_with_them(s
     mmoe = _model(split)
     query = mmoe.query(mmoe.user_vectors(users)["task_outputs"]).numpy()
     assert mmoe.query_projection is not None and query.shape == (2, 8) and (query < 0).any()
+
+
+def test_logq_correction_subtracts_the_log_item_frequency_from_the_in_batch_logits(split):
+    """The retrieval loss with `logq_correction` is the softmax cross-entropy of
+    `q_b . v_c - log p(c)` over the batch's items, p the item's share of the training rows."""
+    model = _model(split, logq_correction=True, rating_weight=0.0, click_weight=0.0)
+    model.build_variables()
+    counts = split.item_counts("train")
+    model.set_priors(counts, 3.0, 0.5)
+    batch = next(iter(split.dataset("train", batch_size=32)))
+    loss = float(model.compute_loss(batch, training=True))
+    users = model.user_vectors(batch["user"])
+    query = model.query(users["task_outputs"]).numpy()
+    items = model.item_embedding(batch["item"]).numpy()
+    logits = query @ items.T - np.log(np.maximum(counts[batch["item"].numpy()], 1) / counts.sum())[None, :]
+    logits -= logits.max(axis=1, keepdims=True)
+    expected = -np.sum(np.diag(logits) - np.log(np.exp(logits).sum(axis=1)))  # TFRS sums over the batch
+    assert loss == pytest.approx(expected, rel=1e-4)
+    plain = _model(split, rating_weight=0.0, click_weight=0.0)
+    plain.build_variables()
+    plain.set_weights(model.get_weights())
+    assert float(plain.compute_loss(batch, training=True)) != pytest.approx(loss, rel=1e-4)

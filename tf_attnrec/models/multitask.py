@@ -62,6 +62,10 @@ class MultiTaskModel(RecommenderModel):
         rating_units: hidden layers of the rating head.
         click_units: hidden layers of the click head.
         retrieval_weight, rating_weight, click_weight: the tasks' weights in the loss (>= 0).
+        logq_correction: subtract log(item frequency in training) from the in-batch logits
+            (Yi et al., RecSys 2019, sampling-bias-corrected softmax): an item is an in-batch
+            negative as often as it is popular, so without it the loss pushes popular items down
+            more than a softmax over the whole catalogue would. Off in the TFRS tutorial.
         **kwargs: `tf.keras.Model` arguments.
 
     Features: `{"user", "item": int32 [B], "rating", "click": float32 [B]}`
@@ -73,7 +77,7 @@ class MultiTaskModel(RecommenderModel):
     def __init__(self, vocab_size: int, num_users: int, experts: Mapping[str, Any], embedding_dim: int = 32,
                  rating_units: Sequence[int] = (256, 128), click_units: Sequence[int] = (256, 128),
                  retrieval_weight: float = 1.0, rating_weight: float = 1.0, click_weight: float = 1.0,
-                 **kwargs: Any) -> None:
+                 logq_correction: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
         self.vocab_size = check_positive_int(owner, "`vocab_size` (num_items + 2)", vocab_size, minimum=FIRST_ID + 1)
@@ -88,6 +92,9 @@ class MultiTaskModel(RecommenderModel):
         if not any(weights.values()):
             raise ValueError(f"{owner}: every task weight is 0, so nothing would be trained; set one above 0.")
         self.retrieval_weight, self.rating_weight, self.click_weight = (float(v) for v in weights.values())
+        if not isinstance(logq_correction, bool):
+            raise ValueError(f"{owner}: `logq_correction` must be a bool; got {logq_correction!r}.")
+        self.logq_correction = logq_correction
 
         self.user_embedding = tf.keras.layers.Embedding(self.num_users + FIRST_ID, embedding_dim, name="user_embedding")
         self.item_embedding = tf.keras.layers.Embedding(self.vocab_size, embedding_dim, name="item_embedding")
@@ -162,7 +169,12 @@ class MultiTaskModel(RecommenderModel):
         if self.retrieval_weight or not training:
             # In-batch softmax over the batch's items, as the TFRS tutorial trains it; the
             # full-catalogue top-k accuracy is measured after training (`evaluate_multitask`).
+            sampling_probability = None
+            if self.logq_correction:  # the training rows' item frequencies (`set_priors`)
+                counts = tf.gather(self.item_counts, features[ITEM])
+                sampling_probability = tf.maximum(counts, 1.0) / tf.maximum(tf.reduce_sum(self.item_counts), 1.0)
             retrieval = self.retrieval_task(self.query(vectors), self.item_embedding(features[ITEM]),
+                                            candidate_sampling_probability=sampling_probability,
                                             compute_metrics=False)
             loss += self.retrieval_weight * retrieval
         if self.rating_weight or not training:
@@ -183,7 +195,7 @@ class MultiTaskModel(RecommenderModel):
         return {"vocab_size": self.vocab_size, "num_users": self.num_users, "embedding_dim": self.embedding_dim,
                 "rating_units": list(self.rating_units), "click_units": list(self.click_units),
                 "retrieval_weight": self.retrieval_weight, "rating_weight": self.rating_weight,
-                "click_weight": self.click_weight}
+                "click_weight": self.click_weight, "logq_correction": self.logq_correction}
 
 
 def _units(owner: str, name: str, units: Sequence[int]) -> tuple[int, ...]:
