@@ -98,13 +98,15 @@ def plot_gates(explanation: Mapping[str, Any], path: PathLike) -> pathlib.Path:
     import matplotlib.pyplot as plt
 
     experts, tasks = explanation["experts"], explanation["tasks"]
-    figure, axes = plt.subplots(1, 2, figsize=(2.0 + 1.6 * len(experts), 3.2), squeeze=False)
-    for axis, (title, key) in zip(axes[0], ((f"user {explanation['user']}", "gates"),
-                                            (f"mean over {explanation['users']:,} users", "mean_gates"))):
+    figure, axes = plt.subplots(1, 2, figsize=(3.0 + 2.0 * len(experts), 3.6), squeeze=False,
+                                constrained_layout=True)
+    for column, (axis, (title, key)) in enumerate(zip(axes[0], ((f"user {explanation['user']}", "gates"),
+                                                                (f"mean over {explanation['users']:,} users",
+                                                                 "mean_gates")))):
         values = np.asarray(explanation[key], np.float64)
         image = axis.imshow(np.ma.masked_invalid(values), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
         axis.set_xticks(range(len(experts)), experts, rotation=30, ha="right")
-        axis.set_yticks(range(len(tasks)), tasks)
+        axis.set_yticks(range(len(tasks)), tasks if column == 0 else [])
         for (r, c), v in np.ndenumerate(values):
             if not np.isnan(v):
                 axis.text(c, r, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black")
