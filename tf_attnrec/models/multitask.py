@@ -165,26 +165,35 @@ class MultiTaskModel(RecommenderModel):
         outputs = self.heads(vectors, features[ITEM])
         loss = tf.constant(0.0)
         # A task of weight 0 adds nothing to the gradient: skip its loss in training (the
-        # in-batch softmax is most of a step), keep it in validation for its metrics.
+        # in-batch softmax is most of a step), keep it in validation for its metrics. Its
+        # output still enters as 0 * sum, so its variables get zero gradients rather than none
+        # (which Keras would warn about at every trace).
+        query = self.query(vectors)
         if self.retrieval_weight or not training:
-            # In-batch softmax over the batch's items, as the TFRS tutorial trains it; the
-            # full-catalogue top-k accuracy is measured after training (`evaluate_multitask`).
             sampling_probability = None
             if self.logq_correction:  # the training rows' item frequencies (`set_priors`)
                 counts = tf.gather(self.item_counts, features[ITEM])
                 sampling_probability = tf.maximum(counts, 1.0) / tf.maximum(tf.reduce_sum(self.item_counts), 1.0)
-            retrieval = self.retrieval_task(self.query(vectors), self.item_embedding(features[ITEM]),
+            # In-batch softmax over the batch's items, as the TFRS tutorial trains it; the
+            # full-catalogue top-k accuracy is measured after training (`evaluate_multitask`).
+            retrieval = self.retrieval_task(query, self.item_embedding(features[ITEM]),
                                             candidate_sampling_probability=sampling_probability,
                                             compute_metrics=False)
             loss += self.retrieval_weight * retrieval
+        else:
+            loss += 0.0 * tf.reduce_sum(query)
         if self.rating_weight or not training:
             rating = self.rating_task(labels=features[RATING], predictions=outputs["rating"],
                                       compute_metrics=not training)
             loss += self.rating_weight * rating
+        else:
+            loss += 0.0 * tf.reduce_sum(outputs["rating"])
         if self.click_weight or not training:
             click = self.click_task(labels=features[CLICK], predictions=outputs["click_logit"],
                                     compute_metrics=not training)
             loss += self.click_weight * click
+        else:
+            loss += 0.0 * tf.reduce_sum(outputs["click_logit"])
         return loss
 
     def build_variables(self) -> None:
