@@ -83,6 +83,23 @@ def raw_id_table(id_file: PathLike) -> tf.lookup.StaticHashTable:
     )
 
 
+def index_to_raw_table(id_file: PathLike) -> tf.lookup.StaticHashTable:
+    """The inverse of `raw_id_table`: line number of `id_file` -> raw id string ("" when absent).
+
+    Built from the same asset file, so the ids a model serves are exactly that file's lines.
+    """
+    return tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(
+            str(id_file),
+            key_dtype=tf.int64,
+            key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+            value_dtype=tf.string,
+            value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+        ),
+        default_value="",
+    )
+
+
 def lookup_ids(table: tf.lookup.StaticHashTable, raw: tf.Tensor, empty_is_padding: bool) -> tf.Tensor:
     """Raw id strings (any shape) -> int32 model ids: known -> 2..., unknown -> 1.
 

@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
-from tf_attnrec.export.common import (lookup_ids, raw_id_strings, raw_id_table, signature_infos, staged_export,
-                                      validate_export_dir, write_id_file)
+from tf_attnrec.export.common import (index_to_raw_table, lookup_ids, raw_id_strings, raw_id_table, signature_infos,
+                                      staged_export, validate_export_dir, write_id_file)
 from tf_attnrec.export.summary import ExportSummary
 from tf_attnrec.models.multitask import MultiTaskModel
 
@@ -35,11 +35,7 @@ class _MultiTaskModule(tf.Module):
         self.model = model
         self.users = raw_id_table(user_ids_path)
         self.items = raw_id_table(item_ids_path)
-        self.index_to_raw = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
-                item_ids_path, key_dtype=tf.int64, key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
-                value_dtype=tf.string, value_index=tf.lookup.TextFileIndex.WHOLE_LINE),
-            default_value="")
+        self.index_to_raw = index_to_raw_table(item_ids_path)
         self._k = k
 
     @tf.function(input_signature=_SPECS)
@@ -51,7 +47,7 @@ class _MultiTaskModule(tf.Module):
         vectors = model.user_vectors(users)
         outputs = model.heads(vectors["task_outputs"], items)
 
-        personal = tf.matmul(model.query(vectors["task_outputs"]), model.item_vectors(), transpose_b=True)
+        personal = model.catalogue_scores(vectors["task_outputs"])
         popular = tf.math.log1p(model.item_counts)[tf.newaxis, :]
         scores = tf.where(known_user[:, tf.newaxis], personal, popular)
         scores = scores[:, FIRST_ID:]  # padding and OOV are never recommended

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
 from tf_attnrec.export.common import (
+    index_to_raw_table,
     left_padded,
     lookup_ids,
     raw_id_strings,
@@ -110,16 +111,7 @@ class _RetrievalModule(tf.Module):
         self.model_variables = list(model.variables)
         # Both tables read the same asset file, so the served ids are exactly those lines.
         self.raw_to_index = raw_id_table(item_ids_path)
-        self.index_to_raw = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
-                item_ids_path,
-                key_dtype=tf.int64,
-                key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
-                value_dtype=tf.string,
-                value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
-            ),
-            default_value="",
-        )
+        self.index_to_raw = index_to_raw_table(item_ids_path)
         self.scann = scann_layer
         self._k = k
         self._exclude_history = exclude_history

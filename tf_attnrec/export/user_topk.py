@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_attnrec.data.vocabulary import Vocabulary
-from tf_attnrec.export.common import (raw_id_strings, raw_id_table, signature_infos, staged_export,
+from tf_attnrec.export.common import (index_to_raw_table, raw_id_strings, raw_id_table, signature_infos, staged_export,
                                       validate_export_dir, write_id_file)
 from tf_attnrec.export.summary import ExportSummary
 from tf_attnrec.models.graph_cf import GraphCFModel
@@ -41,11 +41,7 @@ class _UserTopKModule(tf.Module):
         self.seen_splits = tf.Variable(seen.row_splits, trainable=False, name="seen_row_splits")
         self.popularity = tf.Variable(popularity, trainable=False, name="popularity")
         self.users = raw_id_table(user_ids_path)
-        self.index_to_raw = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
-                item_ids_path, key_dtype=tf.int64, key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
-                value_dtype=tf.string, value_index=tf.lookup.TextFileIndex.WHOLE_LINE),
-            default_value="")
+        self.index_to_raw = index_to_raw_table(item_ids_path)
         self._k = k
         self._exclude_history = exclude_history
 

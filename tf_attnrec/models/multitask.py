@@ -27,7 +27,7 @@ the weights are config keys. `call` returns every head's output and the gate wei
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Sequence
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -154,10 +154,13 @@ class MultiTaskModel(RecommenderModel):
         """[vocab_size, D]: the retrieval candidates (rows 0 and 1 are padding and OOV)."""
         return self.item_embedding.embeddings
 
+    def catalogue_scores(self, task_vectors: tf.Tensor) -> tf.Tensor:
+        """[B, vocab_size] retrieval scores of every item id from users' task vectors [B, 3, U]."""
+        return tf.matmul(self.query(task_vectors), self.item_vectors(), transpose_b=True)
+
     def retrieval_scores(self, users: tf.Tensor) -> tf.Tensor:
         """[B, vocab_size] retrieval scores of every item id for user ids [B]."""
-        query = self.query(self.user_vectors(users)["task_outputs"])
-        return tf.matmul(query, self.item_vectors(), transpose_b=True)
+        return self.catalogue_scores(self.user_vectors(users)["task_outputs"])
 
     def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         users = self.user_vectors(features[USER], training=training)

@@ -43,7 +43,7 @@ DATA_KEYS = ("split_seed", "split_fractions", "click_threshold")
 DATA_DEFAULTS = {"split_seed": 42, "split_fractions": (0.7, 0.1, 0.2), "click_threshold": 4.0}
 
 
-def predict_multitask(model: MultiTaskModel, split: RatingSplit, stage: str, ks: Sequence[int] = ACCURACY_KS,
+def predict_multitask(model: MultiTaskModel, split: RatingSplit, stage: str,
                       batch_size: int = 4096) -> dict[str, np.ndarray]:
     """Per row of one stage: the item's catalogue rank, predicted rating and click probability.
 
@@ -52,9 +52,11 @@ def predict_multitask(model: MultiTaskModel, split: RatingSplit, stage: str, ks:
         "label_click", "user": [N]}`.
     """
     arrays = split.arrays(stage)
-    score = model.cached_function("multitask_predict", lambda: tf.function(
-        lambda users, items: (model.retrieval_scores(users), model({"user": users, "item": items})),
-        reduce_retracing=True))
+    def predict(users: tf.Tensor, items: tf.Tensor) -> tuple[tf.Tensor, dict]:
+        vectors = model.user_vectors(users)["task_outputs"]  # once for the catalogue and the heads
+        return model.catalogue_scores(vectors), model.heads(vectors, items)
+
+    score = model.cached_function("multitask_predict", lambda: tf.function(predict, reduce_retracing=True))
     parts: dict[str, list] = {"rank": [], "rating": [], "click_probability": []}
     for start in range(0, len(arrays["user"]), batch_size):
         users = tf.constant(arrays["user"][start:start + batch_size])
@@ -88,7 +90,7 @@ def evaluate_multitask(model: MultiTaskModel, split: RatingSplit, stage: str = "
         metrics["accuracy@100"], metrics["rmse"]
         ```
     """
-    predicted = predict_multitask(model, split, stage, ks, batch_size)
+    predicted = predict_multitask(model, split, stage, batch_size)
     metrics: dict[str, Any] = {f"accuracy@{k}": float(np.mean(predicted["rank"] <= k)) for k in ks}
     metrics["rmse"] = float(np.sqrt(np.mean((predicted["rating"] - predicted["label_rating"]) ** 2)))
     if 0 < predicted["label_click"].mean() < 1:
@@ -180,14 +182,13 @@ class MultiTaskTask(Task):
                    run: Optional[Run] = None) -> RatingSplit:
         if run is None:
             return rating_split(dataset.interactions, **split_options(options))
-        split = rating_split(dataset.interactions, vocabulary=run.artifacts["vocabulary"],
-                             user_vocabulary=run.artifacts["user_vocabulary"], **split_options(options))
         if (Vocabulary.from_ids(dataset.interactions["item_id"]) != run.artifacts["vocabulary"]
                 or Vocabulary.from_ids(dataset.interactions["user_id"]) != run.artifacts["user_vocabulary"]):
             raise ValueError(
                 f"the {dataset.name or 'dataset'} data read from {dataset.source or 'memory'} does not have the "
                 "users and items the run was trained on; pass the data used for training.")
-        return split
+        return rating_split(dataset.interactions, vocabulary=run.artifacts["vocabulary"],
+                            user_vocabulary=run.artifacts["user_vocabulary"], **split_options(options))
 
     def item_vocabulary(self, data: RatingSplit) -> Vocabulary:
         return data.vocabulary
