@@ -30,6 +30,7 @@ from tf_attnrec.layers.gated_graph import GatedGraphConvolution, session_graph
 from tf_attnrec.layers.graph_attention import GraphAttention
 from tf_attnrec.layers.graph_convolution import GraphConvolution
 from tf_attnrec.layers.graph_sage import GraphSAGE
+from tf_attnrec.layers.item_similarity import ItemSimilarityAttention
 from tf_attnrec.layers.multi_head_attention import MultiHeadAttention
 from tf_attnrec.layers.pooling import AttentionPooling
 from tf_attnrec.layers.recurrent import RecurrentAttentionEncoder
@@ -100,6 +101,9 @@ def _build_model() -> tf.keras.Model:
     session = RecurrentAttentionEncoder(units=5, cell="lstm", name="narm")(x, mask=mask)
     # The history as the sampled neighbourhood of the most recent item (padding masked).
     neighbourhood = GraphSAGE(units=4, aggregator="attention", name="sage")(most_recent, x, mask=mask)
+    # NAIS: the two most recent items as candidates scored against the whole history.
+    candidates = tf.stack([x[:, -1, :], x[:, -2, :]], axis=1)  # [B, 2, D]: a static candidate count
+    similarity = ItemSimilarityAttention("prod", attention_dim=4, name="nais")(x, candidates, mask=mask)
     # Side features derived from the ids (genre = id % 5, year = id % 4, user fields from the
     # oldest slot), so one integer input drives the ranking feature embedding too.
     genres = tf.stack([item_ids % 5, tf.zeros_like(item_ids)], axis=-1)
@@ -111,7 +115,8 @@ def _build_model() -> tf.keras.Model:
         schema.HISTORY_ITEM_IDS: item_ids, schema.HISTORY_GENRES: genres, schema.HISTORY_YEAR: item_ids % 4,
     })
     candidate = tf.keras.layers.Flatten(name="candidate_fields")(side["candidate"])
-    features = tf.keras.layers.Concatenate(name="features")([pooled, interest, session, neighbourhood, candidate])
+    features = tf.keras.layers.Concatenate(name="features")(
+        [pooled, interest, session, neighbourhood, similarity, candidate])
     # Multi-task mixtures of experts: one PLE level in its list form (one input per task, then
     # the shared one), and a two-level PLE stack with one task per output.
     level = ExtractionLevel(num_tasks=2, num_shared_experts=1, num_task_experts=1, expert_units=(4,),

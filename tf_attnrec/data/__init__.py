@@ -32,6 +32,7 @@ from tf_attnrec.data.errors import ChecksumMismatchError, DataFormatError, Downl
 from tf_attnrec.data.graph import InteractionGraph, NeighbourSampler
 from tf_attnrec.data.pipelines import (
     evaluation_dataset,
+    item_set_dataset,
     next_item_dataset,
     pad_sequences,
     ranking_examples_dataset,
@@ -93,6 +94,7 @@ __all__ = [
     "default_cache_dir",
     "download_file",
     "evaluation_dataset",
+    "item_set_dataset",
     "fetch_archive",
     "get_dataset_spec",
     "group_sequences",

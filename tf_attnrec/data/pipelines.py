@@ -1,4 +1,4 @@
-"""`tf.data` input pipelines for next-item training, evaluation and sampled-negative ranking.
+"""`tf.data` input pipelines for next-item and item-set training, evaluation and sampled-negative ranking.
 
 Sequences are padded with vectorised numpy (no per-row Python loop) into dense arrays that
 `tf.data.Dataset.from_tensor_slices` slices, so the ML-1M training pipeline builds in about a
@@ -127,6 +127,60 @@ def next_item_dataset(
     if shuffle:
         dataset = dataset.shuffle(len(history), seed=seed, reshuffle_each_iteration=True)
     return _finish(dataset, batch_size, drop_remainder)
+
+
+def item_set_dataset(
+    sequences: Sequence[Sequence[int]],
+    max_length: int,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Item-based CF training batches: every training item is a target once, its user's other items the history.
+
+    FISM and NAIS model a user by the set of items they interacted with, the target left
+    out, whatever the order. For each item `t` of each sequence, `history` is the user's
+    most recent `max_length` items with `t` replaced by padding (0), and `positive` is `t`.
+    The history keeps its order (most recent last) only because every model reads that
+    layout; the set models ignore it.
+
+    Args:
+        sequences: per user, encoded item ids (e.g. `SequenceSplit.train`), most recent last.
+        max_length: L, the history length (a longer sequence keeps its most recent items).
+        batch_size: examples per batch.
+        shuffle: shuffle the examples (reshuffled every epoch; deterministic given `seed`).
+        seed: shuffle seed.
+
+    Returns:
+        `tf.data.Dataset` of dicts {"history": int32 [B, L], "positive": int32 [B]}.
+        Sequences with fewer than 2 items give no example (their history would be empty).
+
+    Example:
+        ```python
+        train = item_set_dataset(split.train, max_length=200, batch_size=512, seed=0)
+        ```
+    """
+    _check_positive(max_length=max_length, batch_size=batch_size)
+    flat, starts, ends = _flatten(sequences, "sequences")
+    keep = ends - starts >= 2
+    if not keep.any():
+        raise ValueError("No sequence has 2 or more items, so no item has a history to be predicted from.")
+    windows = _windows(flat, starts[keep], ends[keep], max_length)  # [U', L], one per kept user
+    lengths = (ends - starts)[keep]
+    rows = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
+    positives = np.concatenate([flat[start:end] for start, end in zip(starts[keep], ends[keep])])
+    dataset = tf.data.Dataset.from_tensor_slices({"row": rows, "positive": positives})
+    if shuffle:
+        dataset = dataset.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    table = tf.constant(windows)
+
+    def with_history(batch: dict) -> dict:
+        history = tf.gather(table, batch["row"])
+        history = tf.where(history == batch["positive"][:, tf.newaxis], tf.zeros_like(history), history)
+        return {"history": history, "positive": batch["positive"]}
+
+    return dataset.batch(batch_size).map(with_history, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE)
 
 
 def evaluation_dataset(

@@ -7,6 +7,7 @@ from tf_attnrec.layers.gated_graph import GatedGraphConvolution, SessionGraph, s
 from tf_attnrec.layers.graph_attention import GraphAttention
 from tf_attnrec.layers.graph_convolution import GraphConvolution, normalize_adjacency
 from tf_attnrec.layers.graph_sage import GraphSAGE
+from tf_attnrec.layers.item_similarity import ItemSimilarityAttention
 from tf_attnrec.layers.multi_head_attention import MultiHeadAttention
 from tf_attnrec.layers.pooling import AttentionPooling
 from tf_attnrec.layers.recurrent import RecurrentAttentionEncoder
@@ -21,6 +22,7 @@ __all__ = [
     "GraphConvolution",
     "GraphSAGE",
     "ItemSequenceEmbedding",
+    "ItemSimilarityAttention",
     "MultiGateExperts",
     "MultiHeadAttention",
     "PositionEmbedding",

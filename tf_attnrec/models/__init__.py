@@ -18,6 +18,7 @@ from tf_attnrec.models.bst import BST
 from tf_attnrec.models.dcn import DCN
 from tf_attnrec.models.din import DIN
 from tf_attnrec.models.embedding_mlp import EmbeddingMLP
+from tf_attnrec.models.item_similarity import FISM, NAIS
 from tf_attnrec.models.lstm_attention import RecurrentAttentionSequenceEncoder
 from tf_attnrec.models.mean_pooling import MeanPoolingEncoder
 from tf_attnrec.models.popularity import PopularityModel
@@ -35,8 +36,10 @@ __all__ = [
     "DCN",
     "DIN",
     "EmbeddingMLP",
+    "FISM",
     "MeanPoolingEncoder",
     "ModelSpec",
+    "NAIS",
     "PopularityModel",
     "RankingModel",
     "RecommenderModel",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 
@@ -35,6 +36,14 @@ class RecommenderModel(tfrs.Model):
 
     #: False for models fitted by counting (`adapt`) rather than gradient descent.
     requires_training: bool = True
+    #: The training examples the retrieval task builds: "next_item" sequences (every position
+    #: predicts the next item) or "item_set" (each item predicted from the user's other items).
+    trains_on: str = "next_item"
+    #: Sum the embedding tables' gradients to dense tensors before the optimizer (`train_step`).
+    dense_gradients: bool = False
+
+    def adapt(self, sequences: Iterable[np.ndarray]) -> None:
+        """Hook: statistics a model counts on the training sequences before fit (none here)."""
 
     def cached_function(self, key: Any, build: Callable[[], Any]) -> Any:
         """A `tf.function` made once per `key` by `build()` (later calls reuse the trace).
@@ -50,6 +59,22 @@ class RecommenderModel(tfrs.Model):
         if key not in cache:
             cache[key] = build()
         return cache[key]
+
+    def train_step(self, inputs: Any) -> dict:
+        """tfrs's step; with `dense_gradients`, sparse (IndexedSlices) gradients are summed first.
+
+        A step that gathers many rows of a small table (a few thousand items, each read
+        hundreds of times per batch) makes Adam's sparse update deduplicate those rows every
+        step; one dense table-sized gradient is cheaper then.
+        """
+        if not self.dense_gradients:
+            return super().train_step(inputs)
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(inputs, training=True)
+        gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                     for g in tape.gradient(loss, self.trainable_variables)]
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return {**{metric.name: metric.result() for metric in self.metrics}, "loss": loss}
 
     def build_variables(self) -> None:
         """Creates the variables by calling the model once on dummy inputs."""

@@ -18,10 +18,12 @@ import tensorflow as tf
 
 from tf_attnrec import runs
 from tf_attnrec.data.dataset import Dataset
-from tf_attnrec.data.pipelines import next_item_dataset, pad_sequences
+from tf_attnrec.data.pipelines import item_set_dataset, next_item_dataset, pad_sequences
+from tf_attnrec.data.ratio_split import RatioSplit, ratio_split
 from tf_attnrec.data.splits import SequenceSplit, leave_one_out_split, split_for
 from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
 from tf_attnrec.evaluation.beyond_accuracy import beyond_accuracy_metrics, item_popularity
+from tf_attnrec.evaluation.item_sets import evaluate_item_sets
 from tf_attnrec.evaluation.ranking import full_catalogue_evaluate, sampled_evaluate
 from tf_attnrec.models.registry import ModelSpec
 from tf_attnrec.tasks.base import Run, Task, TrainingResult
@@ -29,6 +31,12 @@ from tf_attnrec.training import fit_model
 
 PathLike = Union[str, os.PathLike]
 MONITOR = "val_ndcg@10"
+# `split`, a data key: "leave_one_out" (the last item of each sequence is the test, the one
+# before it the validation) or "ratio" (the CF protocol: each user's items at random
+# 80/10/10, `split_seed` seeding it, as the collaborative task's models are evaluated).
+SPLITS = ("leave_one_out", "ratio")
+DATA_KEYS = ("split", "split_seed")
+DEFAULT_SPLIT_SEED = 2020
 
 
 def make_score_fn(model: tf.keras.Model, max_length: int) -> tf.types.experimental.GenericFunction:
@@ -88,7 +96,7 @@ def _score_fn(model: tf.keras.Model, max_length: int) -> tf.types.experimental.G
 
 def evaluate_sequential(
     model: tf.keras.Model,
-    split: SequenceSplit,
+    split: Union[SequenceSplit, RatioSplit],
     stage: str = "test",
     max_length: Optional[int] = None,
     ks: Sequence[int] = (10, 20),
@@ -103,7 +111,8 @@ def evaluate_sequential(
 
     Args:
         model: A trained zoo model.
-        split: The leave-one-out split the model was trained on.
+        split: The split the model was trained on: leave-one-out, or a ratio split (the CF
+            protocol: Recall / NDCG over each user's held-out set, `evaluate_item_set_split`).
         stage: "validation" (history = train sequence) or "test" (history = train +
             validation item).
         max_length: History length read by the model (default: the model's own).
@@ -129,6 +138,10 @@ def evaluate_sequential(
         raise ValueError(f"stage must be 'validation' or 'test'; got {stage!r}.")
     if protocol not in ("full", "sampled"):
         raise ValueError(f"protocol must be 'full' or 'sampled'; got {protocol!r}.")
+    if isinstance(split, RatioSplit):
+        if protocol != "full":
+            raise ValueError("the ratio split is evaluated over the full catalogue only (protocol 'full').")
+        return evaluate_item_set_split(model, split, stage, max_length, ks, batch_size, max_users)
     inputs = split.validation_inputs() if stage == "validation" else split.test_inputs()
     histories, targets = inputs.histories, inputs.targets
     if max_users is not None:
@@ -156,6 +169,47 @@ def evaluate_sequential(
     return metrics
 
 
+def evaluate_item_set_split(
+    model: tf.keras.Model,
+    split: RatioSplit,
+    stage: str = "test",
+    max_length: Optional[int] = None,
+    ks: Sequence[int] = (10, 20),
+    batch_size: int = 512,
+    max_users: Optional[int] = None,
+) -> dict:
+    """A history model on the CF protocol: each user's earlier parts are the history, the held-out set the targets.
+
+    For "validation" the history is the user's training items, for "test" the training and
+    validation items (in file order, the model reading the last `max_length`); those items are
+    excluded from the ranking, and Recall / NDCG / Precision / Hit @K are computed over the
+    whole catalogue (`tf_attnrec.evaluation.item_sets`), as for the collaborative task's models.
+
+    Args:
+        model: A retrieval zoo model (`score(history)`).
+        split: A `ratio_split(...)`.
+        stage: "validation" or "test".
+        max_length: History length read (default: the model's).
+        ks: Cut-offs.
+        batch_size: Users scored at once.
+        max_users: Evaluate the first `max_users` users with `stage` items only.
+
+    Returns:
+        `{"protocol": "full", "recall@10", "ndcg@10", ..., "users"}`.
+    """
+    rows = split.evaluable_users(stage)[:max_users]
+    seen, targets = split.seen(stage), split.targets(stage)
+    max_length = max_length or model.max_length
+    histories = pad_sequences([seen[row] for row in rows], max_length)
+    score_fn = make_score_fn(model, max_length)
+
+    def score_rows(positions: tf.Tensor) -> tf.Tensor:  # positions into `rows`
+        return score_fn(tf.constant(histories[positions.numpy()]))
+
+    return evaluate_item_sets(score_rows, np.arange(len(rows), dtype=np.int32), [seen[row] for row in rows],
+                              [targets[row] for row in rows], ks=ks, batch_size=batch_size)
+
+
 class FullCatalogueValidation(tf.keras.callbacks.Callback):
     """Runs full-catalogue validation every epoch and logs `val_*` metrics.
 
@@ -164,7 +218,7 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
     callbacks list (`fit_model` does).
 
     Args:
-        split: The leave-one-out split (its validation items are evaluated).
+        split: The leave-one-out split, or a ratio split (its validation items are evaluated).
         max_length: History length the model reads.
         ks: Cut-offs.
         batch_size: Users scored at once.
@@ -184,7 +238,7 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
 
     def __init__(
         self,
-        split: SequenceSplit,
+        split: Union[SequenceSplit, RatioSplit],
         max_length: int,
         ks: Sequence[int] = (10, 20),
         batch_size: int = 512,
@@ -194,12 +248,14 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
     ) -> None:
         super().__init__()
         self.passes_per_epoch = max(1, int(passes_per_epoch))
-        inputs = split.validation_inputs()
-        histories, targets = inputs.histories, inputs.targets
-        if max_users is not None:
-            histories, targets = histories[:max_users], targets[:max_users]
-        self.histories = pad_sequences(histories, max(max(len(h) for h in histories), 1))
-        self.targets = targets
+        self.split, self.max_users = split, max_users
+        if not isinstance(split, RatioSplit):
+            inputs = split.validation_inputs()
+            histories, targets = inputs.histories, inputs.targets
+            if max_users is not None:
+                histories, targets = histories[:max_users], targets[:max_users]
+            self.histories = pad_sequences(histories, max(max(len(h) for h in histories), 1))
+            self.targets = targets
         self.max_length = max_length
         self.ks = tuple(ks)
         self.batch_size = batch_size
@@ -211,9 +267,13 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
         if self._score_fn is None:
             self._score_fn = make_score_fn(self.model, self.max_length)
         start = time.perf_counter()
-        metrics = full_catalogue_evaluate(
-            self._score_fn, self.histories, self.targets, ks=self.ks, batch_size=self.batch_size
-        )
+        if isinstance(self.split, RatioSplit):
+            metrics = evaluate_item_set_split(self.model, self.split, "validation", self.max_length, self.ks,
+                                              self.batch_size, self.max_users)
+        else:
+            metrics = full_catalogue_evaluate(
+                self._score_fn, self.histories, self.targets, ks=self.ks, batch_size=self.batch_size
+            )
         values = {f"val_{k}": float(v) for k, v in metrics.items() if "@" in k or k == "mrr"}
         logs.update(values)
         logs["val_seconds"] = time.perf_counter() - start
@@ -231,7 +291,7 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
 
 def train_sequential(
     model: tf.keras.Model,
-    split: SequenceSplit,
+    split: Union[SequenceSplit, RatioSplit],
     *,
     batch_size: int = 128,
     max_length: Optional[int] = None,
@@ -250,7 +310,8 @@ def train_sequential(
 
     Args:
         model: From `create_model(...)`. A `PopularityModel` is only adapted (no fit).
-        split: `leave_one_out_split(...)` output.
+        split: `leave_one_out_split(...)` output, or a `ratio_split(...)` (the CF protocol; for
+            models that train on item sets, `fism` and `nais`).
         batch_size: Training sequences per step.
         max_length: History length (default: the model's `max_length`).
         ks: Cut-offs of the reported metrics.
@@ -287,10 +348,13 @@ def train_sequential(
         runs.load_weights_from_run(model, init_from, split.vocabulary)
     fit = None
     if model.requires_training:
-        dataset = next_item_dataset(
-            split.train, max_length=max_length, batch_size=batch_size, shuffle=True, seed=seed,
-            split_long_sequences=split_long_sequences, drop_remainder=bool(loop.get("jit_compile")),
-        )
+        if model.trains_on == "item_set":
+            dataset = item_set_dataset(split.train, max_length, batch_size, shuffle=True, seed=seed)
+        else:
+            dataset = next_item_dataset(
+                split.train, max_length=max_length, batch_size=batch_size, shuffle=True, seed=seed,
+                split_long_sequences=split_long_sequences, drop_remainder=bool(loop.get("jit_compile")),
+            )
         validation = FullCatalogueValidation(
             split, max_length, ks=ks, max_users=validation_users, verbose=verbose,
             passes_per_epoch=int(loop.get("eval_every", 1)),
@@ -302,7 +366,10 @@ def train_sequential(
     result = TrainingResult(model, validation_metrics, test, fit)
     if run_dir is not None:
         result.run_dir = runs.save_model(model, run_dir, split.vocabulary, extra_config)
-        runs.write_metrics(run_dir, result.metrics(init_from=str(init_from) if init_from else None))
+        split_summary = ({"kind": "random ratio per user", "ratios": list(split.ratios), "seed": split.seed,
+                          **split.num_interactions()} if isinstance(split, RatioSplit) else {"kind": "leave one out"})
+        runs.write_metrics(run_dir, result.metrics(init_from=str(init_from) if init_from else None,
+                                                   split=split_summary))
     return result
 
 
@@ -339,13 +406,21 @@ class RetrievalTask(Task):
     name = "retrieval"
     monitor = MONITOR
     training_defaults = {"eval_every": 2}
+    data_keys = DATA_KEYS
     export_options = ("k", "index", "exclude_history", "max_length", "scann_options")
 
     def build_data(self, dataset: Dataset, model_config: Mapping[str, Any], options: Mapping[str, Any],
-                   run: Optional[Run] = None) -> SequenceSplit:
+                   run: Optional[Run] = None) -> Union[SequenceSplit, RatioSplit]:
+        kind = options.get("split", "leave_one_out")
+        if kind not in SPLITS:
+            raise ValueError(f"training.split must be one of {SPLITS}; got {kind!r}.")
+        vocabulary = None if run is None else run.artifacts["vocabulary"]
+        if kind == "ratio":
+            return ratio_split(dataset.interactions, seed=int(options.get("split_seed", DEFAULT_SPLIT_SEED)),
+                               vocabulary=vocabulary)
         if run is None:
             return leave_one_out_split(dataset.interactions)
-        return split_for(dataset, run.artifacts["vocabulary"])
+        return split_for(dataset, vocabulary)
 
     def item_vocabulary(self, data: Any) -> Any:
         return data.vocabulary
