@@ -14,6 +14,9 @@ training (the CLI's own limit; a run cut by it says so in its `stopped_by`).
   `embedding_mlp` (the DIN paper's base model) on GAUC.
 * `collaborative`: test Recall / NDCG @10 and @20 in the CF protocol on ML-1M; `gat_cf` and
   `graphsage_cf` against `lightgcn` on NDCG@10.
+* `itemcf` / `itemcf_ratio`: test HR / NDCG @10 and @20 of `fism` and `nais` on ML-1M
+  leave-one-out with full ranking, and Recall / NDCG in the CF 80/10/10 protocol
+  (`--set split=ratio`, rows `fism:ratio`, `nais:ratio`); `nais` against `fism` on NDCG@10.
 * `multitask`: test top-100 accuracy, RMSE and click AUC on ML-100K; `mmoe` and `ple`
   against `shared_bottom` on each, and against themselves trained on one task only (rows
   `mmoe:retrieval`, `mmoe:rating`, `mmoe:click`, ...: the same model and config with the other
@@ -24,7 +27,7 @@ comparison the difference with the verdict "beats" only when the model is better
 than std(A) + std(B) (lower is better for RMSE and log loss), else "does NOT beat", marked
 "within the seeds' spread" when it is not worse by more than that either.
 
-    python benchmarks/seed_table.py [--task ranking|collaborative|multitask] [--data-dir ../shared/data]
+    python benchmarks/seed_table.py [--task ranking|collaborative|multitask|itemcf|itemcf_ratio] [--data-dir ../shared/data]
         [--seeds 0 1 2] [--models ...] [--output runs/<task>-table] [--workers 2] [--threads 1]
         [--time-limit MINUTES] [--resume]
 
@@ -43,7 +46,7 @@ import platform
 import subprocess
 import sys
 import time
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
 import numpy as np
 
@@ -60,10 +63,11 @@ MULTITASK_TASKS = {"retrieval": "accuracy@100", "rating": "rmse", "click": "auc"
 class Table(NamedTuple):
     """What one task's table compares."""
 
-    models: tuple  # every row of the table (a zoo model, or `model:task`), in row order
+    models: tuple  # every row of the table (a zoo model, or `model:variant`), in row order
     comparisons: tuple  # (row, against row, metric): the verdicts
     metrics: tuple  # test metrics shown, each as mean +- std
     dataset: str = "ml-1m"
+    variants: Mapping[str, tuple] = {}  # `model:variant` -> the CLI flags that make the variant
 
 
 def _multitask_table() -> Table:
@@ -74,8 +78,11 @@ def _multitask_table() -> Table:
         for task, metric in MULTITASK_TASKS.items():
             models.append(f"{model}:{task}")
             comparisons.append((model, f"{model}:{task}", metric))
+    # `model:task` trains the model's config with every other task's weight set to 0.
+    variants = {task: tuple(flag for other in MULTITASK_TASKS if other != task
+                            for flag in ("--set", f"{other}_weight=0")) for task in MULTITASK_TASKS}
     return Table(models=tuple(models), comparisons=tuple(comparisons), metrics=tuple(MULTITASK_TASKS.values()),
-                 dataset="ml-100k")
+                 dataset="ml-100k", variants=variants)
 
 
 TABLES = {
@@ -87,17 +94,24 @@ TABLES = {
                            comparisons=(("gat_cf", "lightgcn", "ndcg@10"), ("graphsage_cf", "lightgcn", "ndcg@10")),
                            metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20")),
     "multitask": _multitask_table(),
+    # Attentive item CF (ML-1M): leave-one-out, the sasrec card's protocol ...
+    "itemcf": Table(models=("fism", "nais"), comparisons=(("nais", "fism", "ndcg@10"),),
+                    metrics=("hr@10", "ndcg@10", "hr@20", "ndcg@20")),
+    # ... and the CF random 80/10/10 split (`--set split=ratio`), the graph models' protocol.
+    "itemcf_ratio": Table(models=("fism:ratio", "nais:ratio"), comparisons=(("nais:ratio", "fism:ratio", "ndcg@10"),),
+                          metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20"),
+                          variants={"ratio": ("--set", "split=ratio")}),
 }
 
 
-def row_command(row: str) -> tuple[str, list[str]]:
+def row_command(row: str, spec: Table) -> tuple[str, list[str]]:
     """`(zoo model, extra CLI flags)` of a table row: `mmoe:rating` -> mmoe with the other weights 0."""
-    model, _, task = row.partition(":")
-    if not task:
+    model, _, variant = row.partition(":")
+    if not variant:
         return model, []
-    if task not in MULTITASK_TASKS:
-        raise ValueError(f"row {row!r}: the task after ':' must be one of {list(MULTITASK_TASKS)}.")
-    return model, [flag for other in MULTITASK_TASKS if other != task for flag in ("--set", f"{other}_weight=0")]
+    if variant not in spec.variants:
+        raise ValueError(f"row {row!r}: the variant after ':' must be one of {list(spec.variants)}.")
+    return model, list(spec.variants[variant])
 
 
 def run_one(row: str, seed: int, args: argparse.Namespace) -> dict:
@@ -107,7 +121,7 @@ def run_one(row: str, seed: int, args: argparse.Namespace) -> dict:
     if args.resume and metrics_path.is_file():
         return json.loads(metrics_path.read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
-    model, flags = row_command(row)
+    model, flags = row_command(row, TABLES[args.task])
     command = [
         sys.executable, "-m", "tf_attnrec.cli", "train", "--model", model, *flags,
         "--config", str(REPO / "models" / model / "config.yaml"), "--dataset", TABLES[args.task].dataset,
@@ -161,7 +175,7 @@ def verdicts(table: dict, spec: Table = TABLES["ranking"]) -> list[str]:
 
 _METRIC_TITLES = {"auc": "AUC", "gauc": "GAUC", "log_loss": "log loss", "recall@10": "Recall@10",
                   "ndcg@10": "NDCG@10", "recall@20": "Recall@20", "ndcg@20": "NDCG@20",
-                  "accuracy@100": "top-100 accuracy", "rmse": "RMSE"}
+                  "accuracy@100": "top-100 accuracy", "rmse": "RMSE", "hr@10": "HR@10", "hr@20": "HR@20"}
 
 
 def markdown(table: dict, seeds: list, spec: Table = TABLES["ranking"]) -> str:

@@ -165,6 +165,19 @@ def test_train_defaults_to_the_zoo_config_then_registry_defaults(monkeypatch):
     assert config["training"] == {**get_task(spec.task).training_defaults, **spec.training, "epochs": 3}
 
 
+def test_set_reaches_training_keys_that_are_not_model_keys():
+    parser = cli.build_parser()
+    config = cli.resolve_train_config(parser.parse_args(
+        ["train", "--model", "nais", "--dataset", "ml-1m", "--set", "split=ratio", "--set", "split_seed=7",
+         "--set", "beta=0.7"]))
+    assert config["training"]["split"] == "ratio" and config["training"]["split_seed"] == 7
+    assert config["model_config"]["beta"] == 0.7 and "split" not in config["model_config"]
+    # max_length is a model key: it stays in the model config.
+    config = cli.resolve_train_config(parser.parse_args(["train", "--model", "nais", "--dataset", "ml-1m",
+                                                         "--set", "max_length=9"]))
+    assert config["model_config"]["max_length"] == 9 and "max_length" not in config["training"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "{tmp}/missing"], "not found"),
     (["recommend", "{tmp}/missing", "--history", "1"], "not found"),

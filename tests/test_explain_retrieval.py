@@ -338,3 +338,42 @@ def test_plot_attention_writes_a_png(name, data, tmp_path):
     e = explain.explain_history(model, split.vocabulary, split, user=2)
     path = explain.plot_attention(e, tmp_path / "plots" / f"{name}.png", titles={"101": "Toy Story"})
     assert path.exists() and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------------ nais
+def _nais(vocab_size: int) -> "tf.keras.Model":
+    from tf_attnrec.models.item_similarity import NAIS
+
+    tf.keras.utils.set_random_seed(7)
+    model = NAIS(vocab_size, embedding_dim=8, attention_dim=4, max_length=MAX_LENGTH, beta=0.5, name="nais")
+    rng = np.random.default_rng(0)  # weights away from the near-zero initialisation, so attention varies
+    model.set_weights([rng.normal(scale=0.5, size=w.shape).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
+def test_nais_explains_the_attention_for_the_explained_item(data, tmp_path):
+    split, sequences = data
+    model = _nais(split.vocabulary.size)
+    assert "nais" in explain.explainable_models() and "fism" not in explain.explainable_models()
+    e = explain.explain_history(model, split.vocabulary, split, user=2)
+    scores, padded = _scores(model, split, sequences[2][:-1])
+    assert e["recommended"] and e["rank"] == 1 and e["score"] == pytest.approx(float(scores[e["item_index"]]), abs=1e-5)
+    # The weights are those of the recommended item, and differ for another item.
+    own = model.attention_weights(tf.constant(padded[None]), candidates=[e["item_index"]]).numpy()[0]
+    np.testing.assert_allclose(e["position_weights"], own, atol=1e-6)
+    other = explain.explain_history(model, split.vocabulary, split, user=2, item=102)
+    assert not np.allclose(other["weights"], e["weights"])
+    assert e["head_weights"] is None and e["weight_kind"].startswith("NAIS prod attention")
+    assert len(e["weights"]) == len(e["history"]) and (e["weights"] > 0).all()
+    text = explain.format_explanation(e)
+    assert "NAIS prod attention" in text
+    pytest.importorskip("matplotlib")
+    assert explain.plot_attention(e, tmp_path / "nais.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_fism_has_no_attention_to_explain(data):
+    from tf_attnrec.models.item_similarity import FISM
+
+    model = FISM(data[0].vocabulary.size, embedding_dim=8, max_length=MAX_LENGTH, name="fism")
+    with pytest.raises(ValueError, match="the fism model has no attention"):
+        explain.check_explainable(model)

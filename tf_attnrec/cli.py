@@ -128,8 +128,13 @@ def resolve_train_config(args: argparse.Namespace) -> dict:
     model_config = dict(config.get("model_config") or {})
     if args.max_length is not None:
         model_config["max_length"] = args.max_length
-    model_config.update(_parse_assignments(args.set or ()))
-    training = {**task.training_defaults, **spec.training, **(config.get("training") or {})}
+    # --set names a model_config key, or else a training key (e.g. `split=ratio`, `patience=5`).
+    assignments = _parse_assignments(args.set or ())
+    model_keys = spec.default_config()
+    training_assignments = {key: value for key, value in assignments.items()
+                            if key not in model_keys and key in task.training_keys()}
+    model_config.update({key: value for key, value in assignments.items() if key not in training_assignments})
+    training = {**task.training_defaults, **spec.training, **(config.get("training") or {}), **training_assignments}
     training.update({flag: getattr(args, flag) for flag in TRAINING_FLAGS if getattr(args, flag) is not None})
     if args.jit:
         training["jit_compile"] = True
@@ -421,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--max-length", type=_positive_int, help="history length the model reads")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a model_config key, e.g. --set hidden_dim=32 (repeatable)")
+                       help="override a model_config key (e.g. --set hidden_dim=32), or a training key "
+                            "(e.g. --set split=ratio); repeatable")
     train.add_argument("--jit", action="store_true", help="compile the train step with XLA")
     train.add_argument("--init-from", metavar="RUN_DIR",
                        help="warm-start from a saved run (same model config and dataset) to continue it")

@@ -4,8 +4,8 @@ Two kinds of models have attention over a user's history:
 
 * ranking models (`din`, `bst`): `explain_example` scores one candidate item for one user
   and returns the click probability with the attention weight of every history item;
-* retrieval models with an attention encoder (`sasrec`, `lstm_attention`,
-  `attention_pooling`): `explain_history` takes the model's top unseen recommendation (or a
+* retrieval models with attention over the history (`sasrec`, `lstm_attention`,
+  `attention_pooling`, `nais`): `explain_history` takes the model's top unseen recommendation (or a
   given item), its score and rank, and the attention of the query (the most recent
   position, whose state is the query vector) over the history.
 
@@ -29,7 +29,10 @@ What a weight means depends on the model:
 * lstm_attention (NARM): the additive attention over the RNN states with the final state
   as query (softmax, sums to 1);
 * attention_pooling: the additive attention pooling with the most recent item as query
-  (softmax, sums to 1).
+  (softmax, sums to 1);
+* NAIS: the attention network's weight of each history item for the explained item, a softmax
+  whose denominator is raised to beta (0.5 in the zoo), so the weights sum to 1 only at
+  beta = 1; a history item's share of the score is its weight times its similarity.
 """
 
 from __future__ import annotations
@@ -67,7 +70,17 @@ def _attention_owner(model: Any) -> Any:
 
 
 def _is_retrieval(model: Any) -> bool:
-    return _attention_owner(model) is not model
+    """A model that scores the catalogue from a history: an encoder's, or its own (`nais`)."""
+    return _attention_owner(model) is not model or _weights_need_candidate(model)
+
+
+def _weights_need_candidate(model: Any) -> bool:
+    """True when the history weights depend on the candidate item (`nais`: `candidates=`)."""
+    method = getattr(model, "attention_weights", None)
+    try:
+        return callable(method) and "candidates" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def supports_explain(model: Any) -> bool:
@@ -399,7 +412,10 @@ def explain_history(
     others = candidates.copy()
     others[item_index] = False
     rank = 1 + int(np.sum(others & (scores >= score)))
-    per_head = np.asarray(model.attention_weights(history, per_head=True).numpy()[0], np.float64)  # [heads, L]
+    # NAIS weighs the history for the candidate: the weights of the explained item.
+    candidate = {"candidates": [item_index]} if _weights_need_candidate(model) else {}
+    per_head = np.asarray(model.attention_weights(history, per_head=True, **candidate).numpy()[0],
+                          np.float64)  # [heads, L]
     position_weights = per_head.mean(axis=0)
     real = padded > 0
     multi_head = getattr(_attention_owner(model), "num_heads", None) is not None
@@ -442,8 +458,8 @@ def _has_heads(model: Any) -> bool:
 
 def _weight_kind(model: Any) -> str:
     if _is_retrieval(model):
-        encoder = _attention_owner(model)
-        return getattr(encoder, "attention_description", None) or "query (last position) attention over the history"
+        owner = _attention_owner(model)
+        return getattr(owner, "attention_description", None) or "query (last position) attention over the history"
     if _has_heads(model):
         return "candidate-token softmax attention, last block"
     if getattr(model, "use_softmax", False):

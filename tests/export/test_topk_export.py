@@ -172,6 +172,28 @@ def test_popularity_model_exports_without_encode(tmp_path):
     assert out == [[b"c", b"b", b"a"], [b"d", b"c", b"b"]]
 
 
+def test_nais_serves_the_history_attention_of_each_returned_item(tmp_path):
+    from tf_attnrec.models.item_similarity import NAIS
+
+    vocabulary = Vocabulary.from_ids(["a", "b", "c", "d", "e", "f", "g"])
+    tf.keras.utils.set_random_seed(0)
+    model = NAIS(vocabulary.size, embedding_dim=8, attention_dim=4, max_length=4, name="nais")
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(scale=0.5, size=w.shape).astype(np.float32) for w in model.get_weights()])
+    summary = export_retrieval(model, tmp_path / "nais" / "1", k=3, vocabulary=vocabulary)
+    assert list(summary.signatures) == ["serving_default"]  # no query vector: the weights depend on the item
+    served = tf.saved_model.load(str(tmp_path / "nais" / "1")).signatures["serving_default"]
+    out = served(history=tf.constant([["", "a", "zz", "c"], ["", "", "", ""]]))
+    weights = out["history_attention"].numpy()
+    assert weights.shape == (2, 3, 4) and np.isfinite(weights).all()
+    history = tf.constant([[0, 2, 1, 4]])  # "zz" is unknown (id 1): weight 0, like padding
+    items = vocabulary.lookup(np.array([i.decode() for i in out["item_ids"].numpy()[0]], dtype=object))
+    expected = model.history_attention(history, tf.constant(items[None].astype(np.int32))).numpy()[0]
+    np.testing.assert_allclose(weights[0], expected, rtol=1e-5, atol=1e-6)
+    assert (weights[0][:, [0, 2]] == 0).all() and (weights[0][:, [1, 3]] > 0).all()
+    assert (weights[1] == 0).all(), "an empty history has nothing to weigh"
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [

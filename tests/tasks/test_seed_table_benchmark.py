@@ -99,8 +99,19 @@ def test_multitask_table_compares_with_shared_bottom_and_single_task_rows(table_
 
 
 def test_single_task_rows_zero_the_other_weights(table_script):
-    assert table_script.row_command("mmoe") == ("mmoe", [])
-    model, flags = table_script.row_command("ple:click")
+    spec = table_script.TABLES["multitask"]
+    assert table_script.row_command("mmoe", spec) == ("mmoe", [])
+    model, flags = table_script.row_command("ple:click", spec)
     assert model == "ple" and flags == ["--set", "retrieval_weight=0", "--set", "rating_weight=0"]
     with pytest.raises(ValueError, match="must be one of"):
-        table_script.row_command("mmoe:ctr")
+        table_script.row_command("mmoe:ctr", spec)
+
+
+def test_item_cf_tables_run_both_protocols(table_script):
+    loo, ratio = table_script.TABLES["itemcf"], table_script.TABLES["itemcf_ratio"]
+    assert table_script.row_command("nais", loo) == ("nais", [])
+    assert table_script.row_command("nais:ratio", ratio) == ("nais", ["--set", "split=ratio"])
+    with pytest.raises(ValueError, match="must be one of"):
+        table_script.row_command("nais:ratio", loo)
+    assert ("nais", "fism", "ndcg@10") in loo.comparisons and "hr@10" in loo.metrics
+    assert ("nais:ratio", "fism:ratio", "ndcg@10") in ratio.comparisons and "recall@10" in ratio.metrics

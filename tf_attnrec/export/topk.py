@@ -118,6 +118,9 @@ class _RetrievalModule(tf.Module):
         self._max_length = max_length
         self._scann_num_neighbors = scann_num_neighbors
         self._score = model.score
+        # Models whose history weights depend on the candidate (nais) also serve, per returned
+        # item, the weight of each history item: `history_attention` [B, k, max_length].
+        self._history_attention = getattr(model, "history_attention", None)
         self._encode = functools.partial(model.__call__, training=False)
         if with_encode:
             # Only then an attribute: saving traces every tf.function of the module, and a model
@@ -133,12 +136,14 @@ class _RetrievalModule(tf.Module):
         """Drops padding wherever it is, keeps the last `max_length` items, left-pads to it."""
         return left_padded(ids, self._max_length)
 
-    def finish(self, scores: tf.Tensor, indices: Optional[tf.Tensor], ids: tf.Tensor) -> dict:
+    def finish(self, scores: tf.Tensor, indices: Optional[tf.Tensor], ids: tf.Tensor,
+               model_input: tf.Tensor) -> dict:
         """Excludes seen items, takes the top k, maps candidate indices to raw ids.
 
         `scores` [B, C] are over candidates whose item indices (model id - 2) are `indices`
         [B, C] (None: column j is item index j). Slots with no valid candidate left (history
         covers almost the whole catalogue) get item id "" and the lowest float32 score.
+        `model_input` is the left-padded history the model read.
         """
         if self._exclude_history:
             seen = tf.where(ids >= FIRST_ID, ids - FIRST_ID, -1)  # [B, T] item indices
@@ -161,10 +166,14 @@ class _RetrievalModule(tf.Module):
         )
         valid = top_scores > -np.inf
         item_ids = self.index_to_raw.lookup(tf.cast(top_indices, tf.int64))
-        return {
+        outputs = {
             "item_ids": tf.where(valid, item_ids, ""),
             "scores": tf.where(valid, top_scores, tf.float32.min),
         }
+        if self._history_attention is not None:
+            weights = self._history_attention(model_input, tf.cast(top_indices, tf.int32) + FIRST_ID)
+            outputs["history_attention"] = tf.where(valid[:, :, tf.newaxis], weights, tf.zeros_like(weights))
+        return outputs
 
     # --------------------------------------------------------------- signatures
     @tf.function(input_signature=[_HISTORY_SPEC])
@@ -173,13 +182,13 @@ class _RetrievalModule(tf.Module):
         model_input = self.left_padded(ids)
         if self.scann is None:
             scores = self._score(model_input)[:, FIRST_ID:]  # rows 0, 1 are never candidates
-            return self.finish(scores, None, ids)
+            return self.finish(scores, None, ids, model_input)
         query = self._encode(model_input)
         scores, indices = self.scann(query, k=self._scann_num_neighbors)
         # The ScaNN op leaves shapes unknown; fix them so the signature says [batch, k].
         scores = tf.reshape(scores, [-1, self._scann_num_neighbors])
         indices = tf.reshape(indices, [-1, self._scann_num_neighbors])
-        return self.finish(scores, indices, ids)
+        return self.finish(scores, indices, ids, model_input)
 
     def query_embedding(self, history: tf.Tensor) -> dict:
         return {"query_embedding": self._encode(self.left_padded(self.model_ids(history)))}
@@ -202,7 +211,9 @@ def export_retrieval(
     Signatures:
         * `serving_default`: input `history` string `[batch, None]` (raw ids, most recent
           last, "" = padding on either side; int raw ids are sent as their decimal strings)
-          -> `item_ids` string `[batch, k]`, `scores` float32 `[batch, k]`.
+          -> `item_ids` string `[batch, k]`, `scores` float32 `[batch, k]`; for `nais` also
+          `history_attention` float32 `[batch, k, max_length]`, each returned item's weight of
+          the most recent `max_length` non-empty history entries (right-aligned; 0 at padding).
         * `encode` (models with an item table): `history` -> `query_embedding` float32
           `[batch, D]`, for users who bring their own vector index over
           `assets/item_embeddings.npy` (row i = item on line i of `assets/item_ids.txt`).

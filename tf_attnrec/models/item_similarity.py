@@ -145,28 +145,6 @@ class ItemSimilarityModel(RecommenderModel):
             return self.score_candidates(inputs, inputs["candidates"], training=bool(training))
         return self.score(inputs)
 
-    def attention_weights(self, history: Any, candidates: Any = None, per_head: bool = False) -> tf.Tensor:
-        """The weight `a_ij` of each history item for one candidate per row.
-
-        Args:
-            history: int `[B, L]` item ids, left-padded with 0.
-            candidates: int `[B]` candidate ids (required: NAIS's weights depend on the candidate).
-            per_head: return `[B, 1, L]` (one "head") instead of `[B, L]`.
-
-        Returns:
-            float32 weights aligned with `history`: 0 at padding, unknown items and positions
-            older than `max_length`. With `beta` < 1 they need not sum to 1 (NAIS's smoothing).
-        """
-        if candidates is None:
-            raise ValueError(f"{self.name}'s attention depends on the candidate item: pass `candidates` ([B] ids).")
-        history = tf.cast(tf.convert_to_tensor(history), tf.int32)
-        candidates = tf.reshape(tf.cast(candidates, tf.int32), [-1, 1])
-        _, weights = self.score_candidates(history, candidates, return_attention=True)
-        weights = tf.cast(weights[:, 0, :], tf.float32)
-        missing = tf.shape(history)[1] - tf.shape(weights)[1]
-        weights = tf.pad(weights, [[0, 0], [missing, 0]])
-        return weights[:, tf.newaxis, :] if per_head else weights
-
     def build_variables(self) -> None:
         self.score_candidates(tf.zeros([1, self.max_length], tf.int32), tf.fill([1, 1], FIRST_ID))
 
@@ -246,6 +224,12 @@ class NAIS(ItemSimilarityModel):
         TensorShape([1, 5])
     """
 
+    @property
+    def attention_description(self) -> str:
+        """What a weight is, for `tf-attnrec explain`."""
+        return (f"NAIS {self.similarity.attention} attention of the history item for this item "
+                f"(softmax with denominator^{self.similarity.beta:g})")
+
     def __init__(self, vocab_size: int, embedding_dim: int = 64, attention: str = "prod", attention_dim: int = 16,
                  beta: float = 0.5, max_length: int = 200, num_negatives: int = 4, l2_weight: float = 0.0,
                  **kwargs: Any) -> None:
@@ -253,6 +237,31 @@ class NAIS(ItemSimilarityModel):
             raise ValueError(f"NAIS: `attention` must be 'prod' or 'concat' (use fism for none); got {attention!r}.")
         super().__init__(vocab_size, embedding_dim, max_length, attention, attention_dim, beta, num_negatives,
                          l2_weight, **kwargs)
+
+    def attention_weights(self, history: Any, candidates: Any = None, per_head: bool = False) -> tf.Tensor:
+        """The weight `a_ij` of each history item for one candidate per row.
+
+        Args:
+            history: int `[B, L]` item ids, left-padded with 0.
+            candidates: int `[B]` candidate ids (required: NAIS's weights depend on the candidate).
+            per_head: return `[B, 1, L]` (one "head") instead of `[B, L]`.
+
+        Returns:
+            float32 weights aligned with `history`: 0 at padding, unknown items and positions
+            older than `max_length`. With `beta` < 1 they need not sum to 1 (NAIS's smoothing).
+        """
+        if candidates is None:
+            raise ValueError(f"{self.name}'s attention depends on the candidate item: pass `candidates` ([B] ids).")
+        history = tf.cast(tf.convert_to_tensor(history), tf.int32)
+        weights = self.history_attention(history, tf.reshape(tf.cast(candidates, tf.int32), [-1, 1]))[:, 0, :]
+        missing = tf.shape(history)[1] - tf.shape(weights)[1]
+        weights = tf.pad(weights, [[0, 0], [missing, 0]])
+        return weights[:, tf.newaxis, :] if per_head else weights
+
+    def history_attention(self, history: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
+        """`[B, C, L]` weights of each history item for each candidate id `[B, C]` (what exports serve)."""
+        _, weights = self.score_candidates(history, candidates, return_attention=True)
+        return tf.cast(weights, tf.float32)
 
     def get_config(self) -> dict[str, Any]:
         return {**self._base_config(), "attention": self.similarity.attention,
