@@ -6,26 +6,11 @@ itself (stop, kill, rerun, bitwise-equal history) is checked by hand; see README
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
-from tests.conftest import REPO_ROOT, load_benchmark
-
-
-@pytest.fixture(scope="module")
-def graph():
-    return load_benchmark("recbole_graph")
-
-
-@pytest.fixture(scope="module")
-def driver():
-    path = REPO_ROOT / "benchmarks" / "peers" / "recbole_driver.py"
-    spec = importlib.util.spec_from_file_location("recbole_driver", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.recbole_fixtures import driver, graph  # noqa: F401  (fixtures)
 
 
 def test_fingerprint_ignores_paths_but_not_settings_or_split(graph):

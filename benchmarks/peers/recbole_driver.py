@@ -23,7 +23,9 @@ differences, for measurement and for resuming only:
   session, whose RecBole file would have another name. Test is evaluated on them with
   `load_best_model=False`, which is what `evaluate(load_best_model=True)` does after
   reloading: state dict plus `other_parameter` (LightGCN's / NGCF's cached
-  `restore_user_e` / `restore_item_e` from the best validation).
+  `restore_user_e` / `restore_item_e` from the best validation; FISM and NAIS have none:
+  their users' training histories, `history_item_matrix`, are rebuilt from the train file
+  when the model is built, with the same seed, and are not in the state dict).
 
 The checkpoint (`torch.save` to a temporary file, fsync, `os.replace`) holds the model and
 optimizer state, the last epoch, `cur_step` (the early-stopping counter), the best valid
@@ -34,6 +36,14 @@ negative sampler), torch's global RNG (dropout) and the training loader's own
 a checkpoint with another fingerprint is refused.
 
 FLOPs counting (`get_flops`, thop) and the environment table of `run_recbole` are skipped.
+
+Profile mode (`"profile": {"train_batches": N, "eval_users": K or null}` in run.json; set by
+`recbole_graph.py --profile-batches N [--profile-eval-users K]`): no `fit`, no checkpoint. It
+trains the first N batches of epoch 0 (timed as an epoch, plus each batch's wall time), then
+times one validation: the whole of it (K null, with its metrics), or `full_sort_predict` for
+the first K validation users, extrapolated to all validation users by the sum of their
+training-history lengths (FISM / NAIS score a user in time proportional to it; other models:
+by the number of users).
 
 Usage (what recbole_graph.py runs, cwd = the model's run folder):
 
@@ -137,17 +147,30 @@ class Stopwatch:
 
 
 class TimedBatches:
-    """Iterates a dataloader, timing each `next` (RecBole samples negatives and collates there)."""
+    """Iterates a dataloader, timing each `next` (RecBole samples negatives and collates there).
 
-    def __init__(self, loader):
+    `seconds` sums the waits for `next`; `batch_s` holds each batch's wall time, from asking
+    for it to asking for the one after (its wait plus the consumer's step on it). With `limit`
+    it stops after that many batches (profile mode).
+    """
+
+    def __init__(self, loader, limit: int | None = None):
         self.loader = loader
+        self.limit = limit
         self.seconds = 0.0
         self.batches = 0
+        self.batch_s: list[float] = []
 
     def __iter__(self):
         it = iter(self.loader)
+        start = None
         while True:
             t = time.perf_counter()
+            if start is not None:
+                self.batch_s.append(t - start)
+            if self.limit is not None and self.batches >= self.limit:
+                return
+            start = t
             try:
                 batch = next(it)
             except StopIteration:
@@ -233,6 +256,8 @@ def resumable_trainer(base, logger):
             self.fit_start = None
             self.resume_point: dict = {}
             self._epoch: dict = {}
+            self.max_batches: int | None = None  # profile mode: stop an epoch after this many batches
+            self.last_batch_s: list[float] = []
             # RecBole calls `scaler.step(optimizer)`, i.e. `optimizer.step()`: time it on the instance.
             self._step_clock = Stopwatch()
             self.optimizer.step = self._step_clock.wrap(self.optimizer.step)
@@ -281,12 +306,13 @@ def resumable_trainer(base, logger):
                 self.fit_start = time.perf_counter()
             # RecBole logs an epoch only when it ends, which on full ML-1M is minutes later.
             logger.info(f"epoch {epoch_idx} training started")
-            batches, forward = TimedBatches(train_data), Stopwatch()
+            batches, forward = TimedBatches(train_data, limit=self.max_batches), Stopwatch()
             self._step_clock.seconds = 0.0
             t = time.perf_counter()
             loss_func = forward.wrap(loss_func or self.model.calculate_loss)
             loss = super()._train_epoch(batches, epoch_idx, loss_func=loss_func, show_progress=show_progress)
             train_s = time.perf_counter() - t
+            self.last_batch_s = batches.batch_s
             self._epoch = {"epoch": int(epoch_idx), "session": len(self.sessions) + 1, "train_s": train_s,
                            "batches": batches.batches, "batch_wait_s": batches.seconds, "forward_s": forward.seconds,
                            "optimizer_step_s": self._step_clock.seconds,
@@ -335,6 +361,75 @@ def resumable_trainer(base, logger):
 
 
 # --------------------------------------------------------------------------------------
+# Profile mode.
+# --------------------------------------------------------------------------------------
+def extrapolate(seconds: float, measured_cost: float, total_cost: float) -> float | None:
+    """Time for `total_cost` at the rate of `seconds` per `measured_cost` (None if nothing measured)."""
+    return None if measured_cost <= 0 else seconds * total_cost / measured_cost
+
+
+def profile(trainer, model, train_data, valid_data, spec: dict, logger) -> dict:
+    """Times `spec["train_batches"]` training batches and one (possibly partial) validation."""
+    import statistics
+
+    import torch
+    from recbole.data.interaction import Interaction
+
+    trainer.max_batches = int(spec["train_batches"])
+    logger.info(f"profile: training {trainer.max_batches} batches of epoch 0")
+    loss = trainer._train_epoch(train_data, 0, show_progress=False)
+    epoch, batch_s = dict(trainer._epoch), list(trainer.last_batch_s)
+    n = max(epoch["batches"], 1)
+    later = batch_s[1:] or batch_s
+    out = {**{k: epoch[k] for k in ("train_s", "batches", "batch_wait_s", "forward_s", "optimizer_step_s",
+                                    "backward_other_s")},
+           "loss_sum": float(loss), "rows_per_batch": int(train_data._batch_size),
+           "batches_per_epoch": len(train_data), "s_per_batch": epoch["train_s"] / n,
+           "s_per_batch_after_first": sum(later) / len(later) if later else None,
+           "s_per_batch_median": statistics.median(batch_s) if batch_s else None, "batch_s": batch_s}
+    out["epoch_s_estimate"] = (out["s_per_batch_after_first"] or out["s_per_batch"]) * out["batches_per_epoch"]
+    out["train_peak_rss_mb"] = _peak_rss_mb()
+    lens = getattr(model, "history_lens", None)
+    if lens is not None:
+        out["history_max_len"] = int(model.history_item_matrix.shape[1])
+    users = torch.as_tensor(valid_data.uid_list, dtype=torch.int64)
+    k = spec.get("eval_users")
+    if not k:
+        logger.info(f"profile: one full validation ({len(users)} users)")
+        t = time.perf_counter()
+        score, result = trainer._valid_epoch(valid_data, show_progress=False)
+        out.update(eval_users=len(users), eval_s=time.perf_counter() - t, valid=_plain(result))
+        out["eval_s_all_users_estimate"] = out["eval_s"]
+        out["peak_rss_mb"] = _peak_rss_mb()
+        return out
+    chosen = users[: int(k)]
+    model.eval()
+    step = max(1, int(trainer.config["eval_batch_size"]) // int(valid_data._dataset.item_num))
+    logger.info(f"profile: full_sort_predict for {len(chosen)} of {len(users)} validation users")
+    t = time.perf_counter()
+    with torch.no_grad():
+        for start in range(0, len(chosen), step):
+            batch = Interaction({trainer.config["USER_ID_FIELD"]: chosen[start:start + step]})
+            model.full_sort_predict(batch)
+    seconds = time.perf_counter() - t
+    cost = (lambda u: float(lens[u].sum())) if lens is not None else (lambda u: float(len(u)))
+    out.update(eval_users=len(chosen), eval_s=seconds, eval_cost_measured=cost(chosen), eval_cost_all=cost(users),
+               eval_extrapolated_by="history length" if lens is not None else "users")
+    out["eval_s_all_users_estimate"] = extrapolate(seconds, out["eval_cost_measured"], out["eval_cost_all"])
+    out["peak_rss_mb"] = _peak_rss_mb()
+    return out
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far (Linux: ru_maxrss in KiB), None elsewhere."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# --------------------------------------------------------------------------------------
 # One run.
 # --------------------------------------------------------------------------------------
 def main(argv=None) -> int:
@@ -376,6 +471,19 @@ def main(argv=None) -> int:
     trainer_class = resumable_trainer(get_trainer(config["MODEL_TYPE"], config["model"]), logger)
     trainer = trainer_class(config, model, train_data.generator, run["checkpoint"], run["fingerprint"],
                             run.get("time_limit_s"))
+    if run.get("profile"):
+        measured = profile(trainer, model, train_data, valid_data, run["profile"], logger)
+        logger.info(f"profile: {json.dumps({k: v for k, v in measured.items() if k != 'batch_s'})}")
+        result = {"model": run["model"], "split": run.get("split", "ratio"), "profile": measured,
+                  "data_s": data_s, "model_build_s": model_build_s,
+                  "interactions": {"train": int(train_data._dataset.inter_num),
+                                   "valid": int(valid_data._dataset.inter_num),
+                                   "test": int(test_data._dataset.inter_num)},
+                  "valid_users": len(valid_data.uid_list), "threads": int(torch.get_num_threads()),
+                  "versions": _versions(), "total_s": time.perf_counter() - t_start}
+        with open(args.result, "w") as f:
+            json.dump(result, f, indent=2)
+        return 0
     try:
         state = load_checkpoint(run["checkpoint"], run["fingerprint"])
     except CheckpointMismatch as e:
@@ -409,6 +517,7 @@ def main(argv=None) -> int:
     train_inter = train_data._dataset.inter_num
     result = {
         "model": run["model"],
+        "split": run.get("split", "ratio"),
         "status": "finished" if trainer.finished_by else "partial",
         "stopped_by": trainer.finished_by or "time_limit",
         "sessions": len(sessions),
