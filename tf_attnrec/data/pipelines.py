@@ -168,7 +168,7 @@ def item_set_dataset(
     windows = _windows(flat, starts[keep], ends[keep], max_length)  # [U', L], one per kept user
     lengths = (ends - starts)[keep]
     rows = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
-    positives = np.concatenate([flat[start:end] for start, end in zip(starts[keep], ends[keep])])
+    positives = flat[np.repeat(keep, ends - starts)]  # the kept sequences' items, in order
     dataset = tf.data.Dataset.from_tensor_slices({"row": rows, "positive": positives})
     if shuffle:
         dataset = dataset.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
