@@ -224,6 +224,7 @@ def test_library_rejects_models_without_attention(loaded, ml100k, split):
     for name in ("embedding_mlp", "dcn", "autoint"):
         model = create_model(name, vocab_size=vocabularies.item.size, feature_sizes=vocabularies.sizes(),
                              max_length=MAX_LENGTH)
-        with pytest.raises(ValueError, match=f"the {name} model has no attention.*bst, din, gcsan, lstm_attention, sasrec"):
+        with pytest.raises(ValueError, match=f"the {name} model has no attention.*bst, din, gcsan, lstm_attention, nais, sasrec"):
             explain.explain_example(model, vocabularies, item_tables, ml100k, 1, 50, split=split)
-    assert explain.explainable_models() == ["attention_pooling", "bst", "din", "gcsan", "lstm_attention", "sasrec"]
+    assert explain.explainable_models() == ["attention_pooling", "bst", "din", "gcsan", "lstm_attention", "nais",
+                                            "sasrec"]
