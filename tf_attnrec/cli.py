@@ -469,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="which history items drove a recommendation or a score",
                                   description="Show the attention weight of each history item of one user (the "
                                   "user's history at test time) for a model with attention: the query's attention "
-                                  "for a retrieval model (sasrec, lstm_attention, attention_pooling, gcsan), the "
+                                  "for a retrieval model (sasrec, lstm_attention, attention_pooling, gcsan), each history "
+                                  "item's weight for the recommended item (nais), the "
                                   "candidate's for a ranking model (din, bst); for gat_cf the attention of the user "
                                   "over their items and of the item over its users. A text table and a PNG heatmap.")
     explain.add_argument("run_dir", metavar="RUN_DIR")
