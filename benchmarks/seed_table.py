@@ -7,7 +7,8 @@ negative draws; the data split is the same for every seed (`data_seed` / `split_
 configs), so the spread is the models' own. Runs go `--workers` at a time, each with
 `--threads` TensorFlow threads (on a small CPU, two single-threaded runs side by side finish
 sooner than one after the other with two threads each). `--time-limit` caps each run's
-training (the CLI's own limit; a run cut by it says so in its `stopped_by`).
+training (the CLI's own limit; a run cut by it says so in its `stopped_by`). `--dataset`
+trains every row on another dataset than its table's (e.g. `--task itemcf --dataset ml-100k`).
 
 `--task` picks the table (`TABLES`):
 * `ranking`: test AUC, GAUC and log loss of the ranking zoo on ML-1M; attention models against
@@ -29,7 +30,7 @@ than std(A) + std(B) (lower is better for RMSE and log loss), else "does NOT bea
 
     python benchmarks/seed_table.py [--task ranking|collaborative|multitask|itemcf|itemcf_ratio] [--data-dir ../shared/data]
         [--seeds 0 1 2] [--models ...] [--output runs/<task>-table] [--workers 2] [--threads 1]
-        [--time-limit MINUTES] [--resume]
+        [--time-limit MINUTES] [--resume] [--dataset ml-100k]
 
 Writes `OUTPUT/table.md` and `OUTPUT/table.json` and prints the table.
 """
@@ -124,7 +125,7 @@ def run_one(row: str, seed: int, args: argparse.Namespace) -> dict:
     model, flags = row_command(row, TABLES[args.task])
     command = [
         sys.executable, "-m", "tf_attnrec.cli", "train", "--model", model, *flags,
-        "--config", str(REPO / "models" / model / "config.yaml"), "--dataset", TABLES[args.task].dataset,
+        "--config", str(REPO / "models" / model / "config.yaml"), "--dataset", args.dataset,
         "--data-dir", str(args.data_dir), "--seed", str(seed), "--output", str(run_dir),
         "--overwrite", *(["--time-limit", str(args.time_limit)] if args.time_limit else []),
     ]
@@ -195,6 +196,7 @@ def markdown(table: dict, seeds: list, spec: Table = TABLES["ranking"]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", choices=sorted(TABLES), default="ranking")
+    parser.add_argument("--dataset", help="default: the task's table's dataset (ml-1m; ml-100k for multitask)")
     parser.add_argument("--data-dir", default=os.environ.get("TF_ATTNREC_DATA_DIR", str(DEFAULT_DATA_DIR)))
     parser.add_argument("--models", nargs="+", help="default: every model of the task's table")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -209,9 +211,10 @@ def main() -> None:
     if unknown:
         parser.error(f"--models {unknown} are not in the {args.task} table; its models are {list(spec.models)}.")
     args.models = args.models or list(spec.models)
+    args.dataset = args.dataset or spec.dataset
     args.output = args.output or str(REPO / "runs" / f"{args.task}-table")
     start = time.perf_counter()
-    print(f"{datetime.date.today()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+    print(f"{datetime.date.today()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; {args.dataset}; "
           f"{len(args.models)} models x seeds {args.seeds}, {args.workers} worker(s) x {args.threads} thread(s)",
           flush=True)
     jobs = [(model, seed) for seed in args.seeds for model in args.models]
@@ -230,7 +233,7 @@ def main() -> None:
     output = pathlib.Path(args.output)
     (output / "table.md").write_text(text + "\n\n" + "\n".join(lines) + "\n")
     (output / "table.json").write_text(json.dumps(
-        {"date": str(datetime.date.today()), "task": args.task, "seeds": args.seeds, "wall_seconds": wall, "table": table,
+        {"date": str(datetime.date.today()), "task": args.task, "dataset": args.dataset, "seeds": args.seeds, "wall_seconds": wall, "table": table,
          "verdicts": lines, "runs": {m: [{"seed": r["seed"], "test": r["test"], "validation": r["validation"],
                                            "best_pass": r["best_pass"], "train_seconds": r["train_seconds"],
                                            "stopped_by": r.get("stopped_by")}

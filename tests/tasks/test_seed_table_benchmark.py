@@ -6,6 +6,10 @@ arithmetic is checked on hand-made metrics, so a wrong spread or verdict fails.
 
 from __future__ import annotations
 
+import argparse
+import json
+import pathlib
+import subprocess
 
 import numpy as np
 import pytest
@@ -115,3 +119,22 @@ def test_item_cf_tables_run_both_protocols(table_script):
         table_script.row_command("nais:ratio", loo)
     assert ("nais", "fism", "ndcg@10") in loo.comparisons and "hr@10" in loo.metrics
     assert ("nais:ratio", "fism:ratio", "ndcg@10") in ratio.comparisons and "recall@10" in ratio.metrics
+
+
+def test_each_run_trains_the_requested_dataset_with_the_zoo_command(table_script, tmp_path, monkeypatch):
+    commands = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        run_dir = pathlib.Path(command[command.index("--output") + 1])
+        (run_dir / "metrics.json").write_text(json.dumps({"test": {}, "seed": 0}))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(table_script.subprocess, "run", fake_run)
+    args = argparse.Namespace(task="itemcf", output=str(tmp_path), resume=False, time_limit=5, threads=1,
+                              data_dir="/data", dataset="ml-100k")
+    table_script.run_one("nais", 1, args)
+    command = commands[0]
+    assert command[command.index("--dataset") + 1] == "ml-100k"
+    assert command[command.index("--model") + 1] == "nais" and command[command.index("--seed") + 1] == "1"
+    assert command[command.index("--config") + 1].endswith("models/nais/config.yaml")
