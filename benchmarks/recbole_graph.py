@@ -1,22 +1,35 @@
-"""Peer benchmark: RecBole 1.2.1's LightGCN, NGCF, FISM and NAIS on OUR splits of ML-1M.
+"""Peer benchmark: RecBole 1.2.1's LightGCN, NGCF, FISM and NAIS on OUR splits of ML-1M or ML-100K.
 
-Two splits of `read_sasrec_txt(DATA)` (ML-1M: 6,040 users, 3,416 items, 999,611
-interactions), chosen with `--split`:
+The interactions, chosen with `--dataset`:
 
-* `ratio` (default): tf-attnrec's collaborative-filtering split `ratio_split(df, ratios=(0.8,
-  0.1, 0.1), seed=SEED)`, metrics Recall / NDCG @10/@20;
-* `loo`: tf-attnrec's `leave_one_out_split(df)` (per user, in file order = time order: last
-  item test, second last validation, the rest train), metrics Hit / NDCG @10/@20 (RecBole's
-  `Hit` = HR).
+* `ml-1m` (default): `read_sasrec_txt(--data)` (the SASRec-form ML-1M: 6,040 users, 3,416
+  items, 999,611 interactions; `load_dataset("ml-1m")` reads the same user / item / timestamp
+  columns from that file);
+* `ml-100k`: `load_dataset("ml-100k", --data-dir).interactions` (943 users, 1,682 items,
+  100,000 ratings; --data-dir defaults to $TF_ATTNREC_DATA_DIR, else the repo's
+  ../shared/data), the frame `tf-attnrec train --dataset ml-100k --data-dir DIR` splits. It
+  exists because RecBole's FISM / NAIS pad every training row to the user's whole history, so
+  on ML-1M one NAIS epoch costs ~1.9 h on 2 cores (measured), while ML-100K's histories are
+  ~3x shorter and its training rows 10x fewer.
+
+Two splits, chosen with `--split`, each made by the retrieval task's own `build_data` (the
+call `tf-attnrec train` makes, so the rows are the ones our models train and evaluate on):
+
+* `ratio` (default): `ratio_split(df, seed=SEED)`, 80/10/10 per user (`tf-attnrec train
+  --set split=ratio`), metrics Recall / NDCG @10/@20;
+* `loo`: `leave_one_out_split(df)` (per user in time order, ties in file order: last item
+  test, second last validation, the rest train; the default split of `tf-attnrec train`),
+  metrics Hit / NDCG @10/@20 (RecBole's `Hit` = HR).
 
 This script (running in the tf-attnrec environment) writes the split as RecBole atomic files
 
     WORK/data/NAME/NAME.train.inter, NAME.valid.inter, NAME.test.inter
     (header `user_id:token<TAB>item_id:token`, raw user and raw item ids)
 
-with NAME = ml1m_s{SEED} (ratio) or ml1m_loo_s{SEED} (loo), plus _u{N} with --max-users, and
-runs RecBole on them in a separate PEER virtualenv (PyTorch + RecBole are never dependencies
-of tf-attnrec): `benchmarks/peers/recbole_driver.py` is started with the venv's python, one
+with NAME = ml1m_s{SEED} (ratio) or ml1m_loo_s{SEED} (loo), for ML-100K ml100k_s{SEED} or
+ml100k_loo_s{SEED}, plus _u{N} with --max-users (the first N users by raw id), and runs
+RecBole on them in a separate PEER virtualenv (PyTorch + RecBole are never dependencies of
+tf-attnrec): `benchmarks/peers/recbole_driver.py` is started with the venv's python, one
 subprocess per model, and reports a JSON result.
 
 How RecBole uses the files (read in recbole 1.2.1): with `benchmark_filename: [train, valid,
@@ -80,8 +93,9 @@ The peer virtualenv (default ~/.cache/tf-attnrec-peers/recbole-venv, `--venv`) i
 when that file changed (a stamp in the venv); it needs PyPI. Usage:
 
     python benchmarks/recbole_graph.py [--models LightGCN NGCF FISM NAIS] [--split ratio|loo]
-        [--data ML-1M.txt] [--seed 2020] [--epochs 1000] [--time-limit MINUTES] [--threads 2]
-        [--neg-samples 1] [--work-dir DIR] [--venv DIR] [--max-users N] [--output-json PATH]
+        [--dataset ml-1m [--data ML-1M.txt] | --dataset ml-100k [--data-dir DIR]] [--seed 2020]
+        [--epochs 1000] [--time-limit MINUTES] [--threads 2] [--neg-samples 1] [--work-dir DIR]
+        [--venv DIR] [--max-users N] [--output-json PATH]
         [--fresh] [--setup-only] [--profile-batches N [--profile-eval-users K]]
 """
 
@@ -105,7 +119,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 PEERS = REPO / "benchmarks" / "peers"
 DRIVER = PEERS / "recbole_driver.py"
 REQUIREMENTS = PEERS / "recbole-requirements.txt"
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "ml-1m" / "ml-1m.txt"
+DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+DEFAULT_DATA = DEFAULT_DATA_DIR / "ml-1m" / "ml-1m.txt"
+DATA_DIR_ENV = "TF_ATTNREC_DATA_DIR"  # as load_dataset and the other benchmarks read it
 PEER_CACHE = pathlib.Path(os.environ.get("TF_ATTNREC_PEER_CACHE", pathlib.Path.home() / ".cache" / "tf-attnrec-peers"))
 DEFAULT_VENV = PEER_CACHE / "recbole-venv"
 DEFAULT_WORK = PEER_CACHE / "recbole-work"
@@ -113,6 +129,12 @@ STAMP = ".tf-attnrec-requirements.sha256"
 PARTS = (("train", "train"), ("validation", "valid"), ("test", "test"))  # RatioSplit attribute, file suffix
 
 SPLITS = ("ratio", "loo")
+# --dataset -> the prefix of its RecBole dataset name (ML-1M's predates --dataset: its run
+# folders and checkpoint fingerprints keep their names).
+DATASET_PREFIXES = {"ml-1m": "ml1m", "ml-100k": "ml100k"}
+DATASETS = tuple(DATASET_PREFIXES)
+# Our split kind -> the retrieval task's `training.split` value.
+TASK_SPLITS = {"ratio": "ratio", "loo": "leave_one_out"}
 
 # FISM and NAIS evaluate one user at a time (`full_sort_predict` loops over the batch's users)
 # and build [n_items, history_len, 64] tensors per user: 3,417 x 1,823 x 64 float32 = 1.6 GB
@@ -226,32 +248,64 @@ def ensure_venv(venv: pathlib.Path, requirements: pathlib.Path, base_python: str
 # --------------------------------------------------------------------------------------
 # The split, as RecBole atomic files.
 # --------------------------------------------------------------------------------------
-def read_interactions(data: pathlib.Path, max_users: int | None):
-    """`read_sasrec_txt(data)`, with --max-users: the rows of the first N users (sorted ids)."""
+def first_users(df, max_users: int | None):
+    """With --max-users: the rows of the first N users (sorted raw ids), in their file order."""
     import numpy as np
 
-    from tf_attnrec.data.readers import read_sasrec_txt
-
-    df = read_sasrec_txt(data)
     if max_users:
         keep = np.sort(df["user_id"].unique())[:max_users]
         df = df[df["user_id"].isin(keep)].reset_index(drop=True)
     return df
 
 
+def read_interactions(data: pathlib.Path, max_users: int | None):
+    """ML-1M: `read_sasrec_txt(data)`, with --max-users the rows of the first N users."""
+    from tf_attnrec.data.readers import read_sasrec_txt
+
+    return first_users(read_sasrec_txt(data), max_users)
+
+
+def load_interactions(dataset: str, data_dir: pathlib.Path, max_users: int | None):
+    """`load_dataset(dataset, data_dir).interactions` (what `tf-attnrec train --dataset
+    DATASET --data-dir DATA_DIR` splits), with --max-users the rows of the first N users.
+
+    No download: a missing local copy fails with load_dataset's FileNotFoundError.
+    """
+    from tf_attnrec.data.datasets import load_dataset
+
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}; got {dataset!r}")
+    return first_users(load_dataset(dataset, data_dir, download=False).interactions, max_users)
+
+
+def our_split(df, kind: str, seed: int):
+    """The split `tf-attnrec train` makes of `df`: the retrieval task's own `build_data`.
+
+    `ratio` (`--set split=ratio`): `ratio_split(df, seed=seed)`, 80/10/10 per user (the
+    collaborative task's split is the same call); `loo`: `leave_one_out_split(df)`.
+    """
+    from tf_attnrec.data.dataset import Dataset
+    from tf_attnrec.tasks import get_task
+
+    if kind not in SPLITS:
+        raise ValueError(f"split kind must be one of {SPLITS}; got {kind!r}")
+    options = {"split": TASK_SPLITS[kind]}
+    if kind == "ratio":
+        options["split_seed"] = seed
+    return get_task("retrieval").build_data(Dataset(interactions=df), {}, options)
+
+
 def split_parts(df, kind: str, seed: int) -> tuple[dict, dict]:
     """Our split of `df` as RecBole rows: ({suffix: (raw users, raw items)}, sizes).
 
-    `ratio`: `ratio_split(df, (0.8, 0.1, 0.1), seed)`; `loo`: `leave_one_out_split(df)` (the
-    split is the library's, so it is the one our models train and evaluate on). Rows are per
-    user in sorted-user order; within a user, the split's order (loo train: time order).
+    The split is `our_split` (the library's, so it is the one our models train and evaluate
+    on). Rows are per user in sorted-user order; within a user, the split's order (loo train:
+    time order).
     """
     import numpy as np
 
+    split = our_split(df, kind, seed)
     if kind == "ratio":
-        from tf_attnrec.data.ratio_split import ratio_split
-
-        split = ratio_split(df, ratios=(0.8, 0.1, 0.1), seed=seed)
         parts = {}
         for attr, suffix in PARTS:
             per_user = getattr(split, attr)
@@ -266,9 +320,6 @@ def split_parts(df, kind: str, seed: int) -> tuple[dict, dict]:
                  "test_users": len(split.evaluable_users("test"))}
         return parts, sizes
     if kind == "loo":
-        from tf_attnrec.data.splits import leave_one_out_split
-
-        split = leave_one_out_split(df)
         users = np.asarray(split.users)
         lengths = np.array([len(x) for x in split.train])
         train_items = split.vocabulary.raw_ids(np.concatenate(split.train)) if lengths.sum() else np.array([], np.int64)
@@ -284,19 +335,23 @@ def split_parts(df, kind: str, seed: int) -> tuple[dict, dict]:
     raise ValueError(f"split kind must be one of {SPLITS}; got {kind!r}")
 
 
-def dataset_name(kind: str, seed: int, max_users: int | None) -> str:
-    """The RecBole dataset name (and run folder prefix): ml1m_s2020 / ml1m_loo_s2020 [_uN]."""
+def dataset_name(kind: str, seed: int, max_users: int | None, dataset: str = "ml-1m") -> str:
+    """The RecBole dataset name (and run folder prefix): ml1m_s2020, ml1m_loo_s2020,
+    ml100k_s2020, ml100k_loo_s2020, each with _uN under --max-users N."""
     if kind not in SPLITS:
         raise ValueError(f"split kind must be one of {SPLITS}; got {kind!r}")
-    return ("ml1m_s" if kind == "ratio" else "ml1m_loo_s") + str(seed) + (f"_u{max_users}" if max_users else "")
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}; got {dataset!r}")
+    stem = DATASET_PREFIXES[dataset] + ("_s" if kind == "ratio" else "_loo_s")
+    return stem + str(seed) + (f"_u{max_users}" if max_users else "")
 
 
-def write_split(data: pathlib.Path, seed: int, max_users: int | None, root: pathlib.Path, name: str,
-                kind: str = "ratio") -> dict:
-    """Writes `root/name/name.{train,valid,test}.inter`; returns the split's sizes and SHA-256."""
+def write_split(interactions, seed: int, root: pathlib.Path, name: str, kind: str = "ratio") -> dict:
+    """Writes our split of `interactions` (a frame with `user_id`, `item_id`) as
+    `root/name/name.{train,valid,test}.inter`; returns the split's sizes and SHA-256."""
     import pandas as pd
 
-    parts, sizes = split_parts(read_interactions(data, max_users), kind, seed)
+    parts, sizes = split_parts(interactions, kind, seed)
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     for _, suffix in PARTS:
@@ -487,13 +542,39 @@ def _render(rows: Sequence[dict], cols: Sequence[tuple], error_col: str = "best_
     return "\n".join(lines)
 
 
+def check_data_flags(parser: argparse.ArgumentParser, args) -> None:
+    """--data belongs to ml-1m, --data-dir to ml-100k (one would be ignored); fills their defaults."""
+    if args.dataset == "ml-1m":
+        if args.data_dir is not None:
+            parser.error("--data-dir is for --dataset ml-100k; ML-1M is read from the SASRec file --data")
+        args.data = args.data or DEFAULT_DATA
+    else:
+        if args.data is not None:
+            parser.error(f"--data is ML-1M's SASRec file; --dataset {args.dataset} is read from --data-dir")
+        args.data_dir = args.data_dir or pathlib.Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+def read_dataset(args):
+    """The interactions to split: ML-1M from --data, the others through load_dataset."""
+    if args.dataset == "ml-1m":
+        return read_interactions(args.data, args.max_users)
+    return load_interactions(args.dataset, args.data_dir, args.max_users)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=sorted(MODEL_CONFIGS), default=["LightGCN", "NGCF"])
     parser.add_argument("--split", choices=SPLITS, default="ratio",
                         help="ratio: our random 80/10/10 per user (Recall/NDCG); loo: our leave-one-out "
                              "(last item test, second last validation; HR/NDCG)")
-    parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA, help="SASRec-form `user item` text file")
+    parser.add_argument("--dataset", choices=DATASETS, default="ml-1m",
+                        help="ml-1m: the SASRec file --data; ml-100k: load_dataset('ml-100k', --data-dir), as "
+                             "`tf-attnrec train --dataset ml-100k` reads it")
+    parser.add_argument("--data", type=pathlib.Path, default=None,
+                        help=f"--dataset ml-1m: SASRec-form `user item` text file (default {DEFAULT_DATA})")
+    parser.add_argument("--data-dir", type=pathlib.Path, default=None,
+                        help=f"--dataset ml-100k: folder holding ml-100k/ (default ${DATA_DIR_ENV}, "
+                             f"else {DEFAULT_DATA_DIR})")
     parser.add_argument("--seed", type=int, default=2020, help="split seed and RecBole's seed")
     parser.add_argument("--epochs", type=int, default=1000, help="max epochs (early stopping usually ends first)")
     parser.add_argument("--time-limit", type=float, default=None,
@@ -527,6 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--neg-samples must be >= 1")
     if args.profile_eval_users is not None and not args.profile_batches:
         parser.error("--profile-eval-users needs --profile-batches")
+    check_data_flags(parser, args)
 
     work = args.work_dir.expanduser().resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -540,10 +622,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.setup_only:
         return 0
 
-    name = dataset_name(args.split, args.seed, args.max_users)
+    name = dataset_name(args.split, args.seed, args.max_users, args.dataset)
     data_root = work / "data"
     t0 = time.perf_counter()
-    split_info = write_split(args.data, args.seed, args.max_users, data_root, name, args.split)
+    split_info = write_split(read_dataset(args), args.seed, data_root, name, args.split)
     print(f"[split] {name}: {split_info} written to {data_root / name} in {time.perf_counter() - t0:.1f}s",
           flush=True)
 
@@ -559,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     what = "ratio_split" if args.split == "ratio" else "leave_one_out_split"
     print(f"\nRecBole 1.2.1 on tf-attnrec's {what} of "
-          f"{args.data.name} (seed {args.seed}, {split_info['users']} users, {split_info['items']} items, "
+          f"{args.dataset} (seed {args.seed}, {split_info['users']} users, {split_info['items']} items, "
           f"{args.neg_samples} negative(s) per positive, CPU, {args.threads} threads; timings on a shared machine)")
     if args.profile_batches:
         print(profile_table(rows))
@@ -568,7 +650,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output_json:
         report = {"benchmark": "recbole_graph", "date": started.isoformat(timespec="seconds"),
                   "command": [sys.executable, *sys.argv], "host": platform.node(), "platform": platform.platform(),
-                  "cpu_count": os.cpu_count(), "data": str(args.data), "seed": args.seed, "split": split_info,
+                  "cpu_count": os.cpu_count(), "dataset": args.dataset,
+                  "data": str(args.data if args.dataset == "ml-1m" else args.data_dir), "seed": args.seed,
+                  "split": split_info,
                   "neg_samples": args.neg_samples, "profile_batches": args.profile_batches,
                   "peer_versions": versions, "time_limit_min": args.time_limit,
                   "finished": all(r.get("status") == "finished" for r in results), "summary": rows, "results": results}

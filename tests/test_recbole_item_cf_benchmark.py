@@ -1,8 +1,9 @@
 """FISM / NAIS and `--split loo` in benchmarks/recbole_graph.py (the RecBole peer harness).
 
 Cheap: configs, fingerprints, run folder names and the split files, written from a small
-SASRec-form file; nothing here needs torch, RecBole or the peer virtualenv (one test reads
-RecBole's model YAML files from the peer venv when it exists, and skips otherwise).
+SASRec-form file and from the real ML-100K (skipped when ../shared/data has no ml-100k/);
+nothing here needs torch, RecBole or the peer virtualenv (one test reads RecBole's model YAML
+files from the peer venv when it exists, and skips otherwise).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import SHARED_DATA
 from tests.recbole_fixtures import driver, graph  # noqa: F401  (fixtures)
 
 
@@ -133,6 +135,16 @@ def test_run_folders_differ_per_split_negatives_and_profile(graph):
     assert graph.run_dir_name("ml1m_loo_s2020", "NAIS", 4, True) == "ml1m_loo_s2020-NAIS-neg4-profile"
 
 
+def test_dataset_names_name_the_dataset_and_keep_ml1m_names(graph):
+    assert graph.dataset_name("ratio", 2020, None) == graph.dataset_name("ratio", 2020, None, "ml-1m") == "ml1m_s2020"
+    assert graph.dataset_name("loo", 2020, None, "ml-1m") == "ml1m_loo_s2020"
+    assert graph.dataset_name("ratio", 2020, None, "ml-100k") == "ml100k_s2020"
+    assert graph.dataset_name("loo", 2020, None, "ml-100k") == "ml100k_loo_s2020"
+    assert graph.dataset_name("loo", 7, 40, "ml-100k") == "ml100k_loo_s7_u40"
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        graph.dataset_name("ratio", 2020, None, "ml-20m")
+
+
 # --------------------------------------------------------------------------------------
 # The split files.
 # --------------------------------------------------------------------------------------
@@ -140,7 +152,7 @@ def test_loo_files_hold_one_valid_and_one_test_row_per_user_as_leave_one_out_spl
     from tf_attnrec.data.readers import read_sasrec_txt
     from tf_attnrec.data.splits import leave_one_out_split
 
-    info = graph.write_split(sasrec_file, 2020, None, tmp_path / "data", "tiny_loo", "loo")
+    info = graph.write_split(graph.read_interactions(sasrec_file, None), 2020, tmp_path / "data", "tiny_loo", "loo")
     train, valid, test = (_read(tmp_path / "data", "tiny_loo", s) for s in ("train", "valid", "test"))
     assert list(train.columns) == ["user_id:token", "item_id:token"]
     long_users = sorted(u for u, items in ROWS.items() if len(items) >= 3)
@@ -167,14 +179,15 @@ def test_ratio_files_are_the_ratio_split_and_differ_from_loo(graph, sasrec_file,
     from tf_attnrec.data.ratio_split import ratio_split
     from tf_attnrec.data.readers import read_sasrec_txt
 
-    ratio = graph.write_split(sasrec_file, 7, None, tmp_path / "data", "tiny", "ratio")
-    loo = graph.write_split(sasrec_file, 7, None, tmp_path / "data", "tiny_loo", "loo")
+    interactions = graph.read_interactions(sasrec_file, None)
+    ratio = graph.write_split(interactions, 7, tmp_path / "data", "tiny", "ratio")
+    loo = graph.write_split(interactions, 7, tmp_path / "data", "tiny_loo", "loo")
     assert ratio["kind"] == "ratio" and ratio["sha256"] != loo["sha256"]
     split = ratio_split(read_sasrec_txt(sasrec_file), ratios=(0.8, 0.1, 0.1), seed=7)
     test = _read(tmp_path / "data", "tiny", "test")
     assert test["item_id:token"].tolist() == split.vocabulary.raw_ids(np.concatenate(split.test)).tolist()
     # The same call writes the same bytes (the fingerprint's split hash is stable).
-    assert graph.write_split(sasrec_file, 7, None, tmp_path / "again", "tiny_loo", "loo")["sha256"] == loo["sha256"]
+    assert graph.write_split(interactions, 7, tmp_path / "again", "tiny_loo", "loo")["sha256"] == loo["sha256"]
 
 
 def test_loo_of_ml1m_users_matches_the_library_split(graph, tmp_path):
@@ -182,12 +195,89 @@ def test_loo_of_ml1m_users_matches_the_library_split(graph, tmp_path):
         pytest.skip(f"no {graph.DEFAULT_DATA}")
     from tf_attnrec.data.splits import leave_one_out_split
 
-    info = graph.write_split(graph.DEFAULT_DATA, 2020, 40, tmp_path, "ml1m_loo_s2020_u40", "loo")
+    info = graph.write_split(graph.read_interactions(graph.DEFAULT_DATA, 40), 2020, tmp_path, "ml1m_loo_s2020_u40",
+                             "loo")
     valid, test = (_read(tmp_path, "ml1m_loo_s2020_u40", s) for s in ("valid", "test"))
     assert valid["user_id:token"].is_unique and test["user_id:token"].is_unique
     assert len(valid) == len(test) == info["users"] == 40
     split = leave_one_out_split(graph.read_interactions(graph.DEFAULT_DATA, 40))
     assert test["item_id:token"].tolist() == split.vocabulary.raw_ids(split.test_target).tolist()
+
+
+# --------------------------------------------------------------------------------------
+# ML-100K: the split `tf-attnrec train --dataset ml-100k` makes.
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ml100k_dir() -> pathlib.Path:
+    if not (SHARED_DATA / "ml-100k").is_dir():
+        pytest.skip(f"no {SHARED_DATA / 'ml-100k'}")
+    return SHARED_DATA
+
+
+def _train_command_split(data_dir: pathlib.Path, *flags: str):
+    """(dataset, split) of `tf-attnrec train --model nais --dataset ml-100k --data-dir DIR FLAGS`:
+    cmd_train's own steps up to `task.build_data`, so a change there shows here."""
+    from tf_attnrec import cli
+    from tf_attnrec.models.registry import get_model_spec
+    from tf_attnrec.tasks import get_task
+
+    argv = ["train", "--model", "nais", "--dataset", "ml-100k", "--data-dir", str(data_dir), *flags]
+    config = cli.resolve_train_config(cli.build_parser().parse_args(argv))
+    task = get_task(get_model_spec(config["model"]).task)
+    dataset = config["data"].load(download=False)
+    training = dict(config["training"])
+    options = {key: training.pop(key) for key in task.data_keys if key in training}
+    return dataset, task.build_data(dataset, config["model_config"], options)
+
+
+def _split_rows(split, kind: str) -> dict:
+    """{suffix: sorted raw (user, item) pairs} of a library split."""
+    raw = split.vocabulary.raw_ids
+    if kind == "ratio":
+        per_user = {"train": split.train, "valid": split.validation, "test": split.test}
+        return {suffix: sorted((int(u), int(i)) for u, items in zip(split.users, parts) if len(items)
+                               for i in raw(np.asarray(items)))
+                for suffix, parts in per_user.items()}
+    rows = {"train": sorted((int(u), int(i)) for u, items in zip(split.users, split.train) if len(items)
+                            for i in raw(np.asarray(items)))}
+    for suffix, targets in (("valid", split.validation_target), ("test", split.test_target)):
+        rows[suffix] = sorted((int(u), int(raw(np.array([t]))[0])) for u, t in zip(split.users, targets) if t > 0)
+    return rows
+
+
+def _file_rows(folder: pathlib.Path, name: str, suffix: str) -> list:
+    part = _read(folder, name, suffix)
+    return sorted(zip(part["user_id:token"].tolist(), part["item_id:token"].tolist()))
+
+
+@pytest.mark.parametrize(("kind", "flags"), [("ratio", ("--set", "split=ratio")), ("loo", ())])
+def test_ml100k_files_hold_the_split_of_our_train_command(graph, ml100k_dir, tmp_path, kind, flags):
+    dataset, split = _train_command_split(ml100k_dir, *flags)
+    assert split.num_users == 943 and split.vocabulary.num_items == 1682
+    name = graph.dataset_name(kind, 2020, None, "ml-100k")
+    args = argparse.Namespace(dataset="ml-100k", data_dir=ml100k_dir, max_users=None)
+    info = graph.write_split(graph.read_dataset(args), 2020, tmp_path, name, kind)
+    expected = _split_rows(split, kind)
+    written = {suffix: _file_rows(tmp_path, name, suffix) for suffix in ("train", "valid", "test")}
+    for suffix in ("train", "valid", "test"):
+        assert written[suffix] == expected[suffix], suffix
+    # Raw ids round-trip: the three parts are ML-100K's 100,000 (user, item) rows, each once.
+    frame = dataset.interactions
+    assert sorted(written["train"] + written["valid"] + written["test"]) == \
+        sorted(zip(frame["user_id"].tolist(), frame["item_id"].tolist()))
+    # The sizes the driver checks RecBole's parts against.
+    assert info["interactions"] == {suffix: len(rows) for suffix, rows in written.items()}
+    assert info["users"] == 943 and info["items"] == 1682
+    assert info["valid_users"] == len({u for u, _ in written["valid"]})
+    assert info["test_users"] == len({u for u, _ in written["test"]})
+
+
+def test_ml100k_max_users_keeps_the_first_users(graph, ml100k_dir, tmp_path):
+    args = argparse.Namespace(dataset="ml-100k", data_dir=ml100k_dir, max_users=40)
+    name = graph.dataset_name("loo", 2020, 40, "ml-100k")
+    info = graph.write_split(graph.read_dataset(args), 2020, tmp_path, name, "loo")
+    assert info["users"] == info["valid_users"] == info["test_users"] == 40
+    assert _read(tmp_path, name, "test")["user_id:token"].tolist() == list(range(1, 41))
 
 
 # --------------------------------------------------------------------------------------
@@ -220,7 +310,8 @@ def test_profile_summary_and_table(graph):
 
 def test_flags_are_checked_before_the_venv_is_touched(graph, tmp_path):
     for argv in (["--neg-samples", "0"], ["--profile-eval-users", "5"], ["--split", "temporal"],
-                 ["--models", "BPR"]):
+                 ["--models", "BPR"], ["--dataset", "ml-20m"], ["--dataset", "ml-100k", "--data", "x.txt"],
+                 ["--data-dir", str(tmp_path)]):
         with pytest.raises(SystemExit):
             graph.main([*argv, "--work-dir", str(tmp_path), "--venv", str(tmp_path / "no-venv")])
     assert not (tmp_path / "no-venv").exists()
