@@ -23,9 +23,12 @@ import tensorflow as tf
 import tf_attnrec.layers
 from tf_attnrec.layers.attention import ScaledDotProductAttention
 from tf_attnrec.data import schema
+from tf_attnrec.data.item_content import ItemContent
+from tf_attnrec.layers.cross_modal_attention import CrossModalAttention
 from tf_attnrec.layers.embeddings import ItemSequenceEmbedding, PositionEmbedding
 from tf_attnrec.layers.experts import ExtractionLevel, MultiGateExperts
 from tf_attnrec.layers.feature_embedding import FeatureEmbedding
+from tf_attnrec.layers.fused_item_embedding import FusedItemEmbedding
 from tf_attnrec.layers.gated_graph import GatedGraphConvolution, session_graph
 from tf_attnrec.layers.graph_attention import GraphAttention
 from tf_attnrec.layers.graph_convolution import GraphConvolution
@@ -123,13 +126,42 @@ def _build_model() -> tf.keras.Model:
                             output_shared=True, name="ple_level")([pooled, interest, most_recent])
     experts = MultiGateExperts(num_tasks=NUM_OUTPUTS, num_levels=2, num_shared_experts=2, num_task_experts=1,
                                expert_units=(6,), dropout=0.1, name="ple")(features)
+    # Three views of the history as "modalities", fused with the session as the query; masks
+    # from the ids: the all-padding row has every modality masked (output 0, weights 0).
+    has_history = tf.reduce_any(mask, axis=1)
+    fused, modality_weights = CrossModalAttention(
+        units=4, modalities={"pooled": DIM, "interest": DIM, "most_recent": DIM},
+        query_dim=int(session.shape[-1]), dropout=0.1, name="cross_modal",
+    )({"pooled": pooled, "interest": interest, "most_recent": most_recent}, query=session,
+      mask={"pooled": has_history, "interest": tf.greater(tf.math.count_nonzero(mask, axis=1), 4),
+            "most_recent": tf.not_equal(item_ids[:, -1], 0)}, return_weights=True)
+    # An item tower over a VOCAB-row id table (symbolic, so the tower is a layer of the model);
+    # its catalogue content is set by `_set_catalogue` once the model is built.
+    catalogue_ids = tf.math.cumsum(tf.ones_like(tf.tile(item_ids[:1, :1], [1, VOCAB])), axis=1) - 1  # [[0..VOCAB)]
+    id_table = tf.keras.layers.Embedding(VOCAB, DIM, name="id_table")(catalogue_ids)[0]
+    tower = FusedItemEmbedding(VOCAB, DIM, ("genres", "title", "year"), title_vocabulary=["red", "blue"],
+                               genre_vocabulary=["Drama", "Comedy"], year_range=[1990, 1999], title_length=3,
+                               name="item_tower")
+    fused_items = tf.gather(tower(id_table), item_ids[:, -1])
     heads = tf.keras.layers.Concatenate(name="heads")([
-        features, level["shared_output"],
+        features, fused, modality_weights, fused_items, level["shared_output"],
         tf.keras.layers.Flatten(name="level_tasks")(level["task_outputs"]),
         tf.keras.layers.Flatten(name="ple_tasks")(experts["task_outputs"]),
     ])
     scores = tf.keras.layers.Dense(NUM_OUTPUTS, name="scores")(heads)
-    return tf.keras.Model(item_ids, scores, name="all_layers")
+    model = tf.keras.Model(item_ids, scores, name="all_layers")
+    _set_catalogue(model.get_layer("item_tower"))
+    return model
+
+
+def _set_catalogue(tower: FusedItemEmbedding) -> None:
+    """Content for every item: words, genres and years cycle; item 5 has none, ids >= 2 trained."""
+    rows = np.arange(VOCAB)
+    tower.set_catalogue(ItemContent(
+        titles=np.array(["", "red", "blue red", "green"] * (VOCAB // 4), object)[:VOCAB],
+        genres=np.array(["Drama", "Comedy|Drama", "", "Western"] * (VOCAB // 4), object)[:VOCAB],
+        years=np.where(rows % 3 == 0, 0, 1990 + rows % 10).astype(np.int32)))
+    tower.set_item_counts((rows >= 2) & (rows != 5))
 
 
 class _GraphModel(tf.Module):

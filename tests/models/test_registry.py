@@ -50,6 +50,9 @@ def data_arguments(spec) -> dict:
         return {"vocab_size": FEATURE_SIZES["item"], "feature_sizes": FEATURE_SIZES}
     if spec.task in ("collaborative", "multitask"):
         return {"vocab_size": VOCAB_SIZE, "num_users": 7}
+    if spec.default_config().get("item_features"):  # models that read item content by default
+        return {"vocab_size": VOCAB_SIZE, "item_content": {
+            "genre_vocabulary": ["Drama", "Comedy"], "title_vocabulary": ["red", "blue"], "year_range": [1990, 1999]}}
     return {"vocab_size": VOCAB_SIZE}
 
 
@@ -84,7 +87,8 @@ def test_every_spec_has_a_description_and_a_tiny_config_that_builds(name):
 
 @pytest.mark.parametrize("name", list_models(task="retrieval"))
 def test_padding_and_oov_are_never_recommended(name):
-    model = create_model(name, vocab_size=VOCAB_SIZE, **get_model_spec(name).tiny)
+    spec = get_model_spec(name)
+    model = create_model(name, **data_arguments(spec), **spec.tiny)
     scores = model.score(tf.constant([[0, 0, 0, 5, 6, 7, 8, 9], [0] * 7 + [3]], tf.int32)).numpy()
     assert scores.shape == (2, VOCAB_SIZE) and np.isfinite(scores).all()
     assert (scores[:, :2] < scores[:, 2:].min()).all()

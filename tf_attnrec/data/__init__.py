@@ -6,6 +6,7 @@ Flow: files, `load_dataset(name)` (registry: `DatasetSpec`, `register_dataset`) 
 `evaluation_dataset` / `ranking_examples_dataset`.
 """
 
+from tf_attnrec.data.cold_items import ColdItemSplit, cold_item_split
 from tf_attnrec.data.dataset import Dataset
 from tf_attnrec.data.datasets import (
     DATA_DIR_ENV,
@@ -30,6 +31,8 @@ from tf_attnrec.data.downloads import (
 )
 from tf_attnrec.data.errors import ChecksumMismatchError, DataFormatError, DownloadError
 from tf_attnrec.data.graph import InteractionGraph, NeighbourSampler
+from tf_attnrec.data.item_content import ItemContent
+from tf_attnrec.data.item_vectors import ItemVectors, read_item_vectors
 from tf_attnrec.data.pipelines import (
     evaluation_dataset,
     item_set_dataset,
@@ -65,6 +68,11 @@ from tf_attnrec.data.splits import (
 from tf_attnrec.data.vocabulary import OOV_ID, PAD_ID, Vocabulary
 
 __all__ = [
+    "ColdItemSplit",
+    "ItemContent",
+    "ItemVectors",
+    "cold_item_split",
+    "read_item_vectors",
     "InteractionGraph",
     "NeighbourSampler",
     "RatingSplit",

@@ -7,7 +7,7 @@ All functions take an interactions DataFrame with `user_id`, `item_id` and (opti
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, NamedTuple, Optional, Union
+from typing import Any, Literal, NamedTuple, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -169,6 +169,9 @@ class SequenceSplit:
     test_target: np.ndarray
     users: np.ndarray
     vocabulary: Vocabulary
+    #: The catalogue's `ItemContent` (titles, genres, years), row-aligned with `vocabulary`, for
+    #: models that read item content; None when the data has no item metadata.
+    item_content: Optional[Any] = dataclasses.field(default=None, kw_only=True, repr=False, compare=False)
 
     @property
     def num_users(self) -> int:

@@ -1,8 +1,10 @@
 """Reusable, Keras-serializable, masking-aware attention and graph layers (no recommender logic)."""
 
 from tf_attnrec.layers.attention import ScaledDotProductAttention
+from tf_attnrec.layers.cross_modal_attention import CrossModalAttention
 from tf_attnrec.layers.embeddings import ItemSequenceEmbedding, PositionEmbedding
 from tf_attnrec.layers.experts import ExtractionLevel, MultiGateExperts
+from tf_attnrec.layers.fused_item_embedding import FusedItemEmbedding, content_vocabularies
 from tf_attnrec.layers.gated_graph import GatedGraphConvolution, SessionGraph, session_graph
 from tf_attnrec.layers.graph_attention import GraphAttention
 from tf_attnrec.layers.graph_convolution import GraphConvolution, normalize_adjacency
@@ -16,7 +18,9 @@ from tf_attnrec.layers.transformer import TransformerBlock
 
 __all__ = [
     "AttentionPooling",
+    "CrossModalAttention",
     "ExtractionLevel",
+    "FusedItemEmbedding",
     "GatedGraphConvolution",
     "GraphAttention",
     "GraphConvolution",
@@ -31,6 +35,7 @@ __all__ = [
     "SessionGraph",
     "TargetAttention",
     "TransformerBlock",
+    "content_vocabularies",
     "normalize_adjacency",
     "session_graph",
 ]

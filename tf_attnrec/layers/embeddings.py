@@ -190,6 +190,8 @@ class ItemSequenceEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
     Call args:
         item_ids: `[B, T]` integer ids, left-padded with 0, `T <= max_length`.
         training: Whether dropout is active.
+        item_table: Optional `[vocab_size, embedding_dim]` table to read the item vectors from
+            instead of `item_embeddings` (a fused item tower's output).
 
     Returns:
         `[B, T, embedding_dim]` float tensor with a Keras mask `item_ids != 0`.
@@ -293,7 +295,8 @@ class ItemSequenceEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
                 self.position_embeddings.build(input_shape)
         super().build(input_shape)
 
-    def call(self, item_ids: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+    def call(self, item_ids: tf.Tensor, training: Optional[bool] = None,
+             item_table: Optional[tf.Tensor] = None) -> tf.Tensor:
         if not item_ids.dtype.is_integer:
             raise TypeError(
                 f"ItemSequenceEmbedding expects integer item ids; got dtype {item_ids.dtype}. "
@@ -310,7 +313,8 @@ class ItemSequenceEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
         ]
         with tf.control_dependencies(checks):
             item_ids = tf.identity(item_ids)
-        vectors = self.item_embeddings(item_ids)
+        # `item_table`: a table computed from this one (e.g. fused with item content) read instead.
+        vectors = self.item_embeddings(item_ids) if item_table is None else tf.gather(item_table, item_ids)
         if self.scale:
             vectors = vectors * tf.cast(math.sqrt(self.embedding_dim), vectors.dtype)
         is_item = tf.not_equal(item_ids, 0)

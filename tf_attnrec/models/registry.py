@@ -24,7 +24,7 @@ import tensorflow as tf
 
 TASKS = ("retrieval", "ranking", "collaborative", "multitask")
 # Arguments that a builder receives from the data, never from a config.
-DATA_ARGUMENTS = ("vocab_size", "feature_sizes", "num_users")
+DATA_ARGUMENTS = ("vocab_size", "feature_sizes", "num_users", "item_content")
 _NOT_CONFIG = {"self", "encoder", "name", *DATA_ARGUMENTS}
 
 

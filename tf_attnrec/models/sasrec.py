@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
@@ -39,6 +39,12 @@ class SASRecEncoder(AttentionSequenceEncoder):
         initializer_range: If set, item and position tables and all projection kernels
             start from a normal distribution with this standard deviation (0.02 in BERT,
             RecBole and SASRec+ code); None keeps Keras' Glorot-uniform.
+        item_features: Content fused with each item's id into the item table, for input and
+            output alike (`FusedItemEmbedding`): a subset of ("genres", "title", "year",
+            "vectors"); empty = id embeddings only.
+        item_tower_options: Further `FusedItemEmbedding` arguments, e.g. `{"id_dropout": 0.3}`.
+        item_content: The content vocabularies, from the data (`content_vocabularies`); the
+            retrieval task passes them, never a config.
         **kwargs: Standard `tf.keras.layers.Layer` arguments.
 
     Call arguments:
@@ -62,7 +68,7 @@ class SASRecEncoder(AttentionSequenceEncoder):
         *AttentionSequenceEncoder.config_keys,
         "hidden_dim", "num_blocks", "num_heads", "ff_dim", "ff_activation", "dropout",
         "attention_dropout", "position", "position_alignment", "initializer_range",
-        "norm_first", "layer_norm_epsilon",
+        "norm_first", "layer_norm_epsilon", "item_features", "item_tower_options", "item_content",
     )
 
     def __init__(
@@ -81,6 +87,9 @@ class SASRecEncoder(AttentionSequenceEncoder):
         norm_first: bool = True,
         layer_norm_epsilon: float = 1e-6,
         initializer_range: Optional[float] = None,
+        item_features: Sequence[str] = (),
+        item_tower_options: Optional[Mapping[str, Any]] = None,
+        item_content: Optional[Mapping[str, Any]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(vocab_size, max_length, **kwargs)
@@ -122,6 +131,7 @@ class SASRecEncoder(AttentionSequenceEncoder):
             position_alignment=position_alignment,
             embeddings_initializer=initializer,
         )
+        self._fuse_items(hidden_dim, item_features, item_tower_options, item_content)
         self.blocks = [
             TransformerBlock(
                 num_heads=num_heads,
@@ -145,8 +155,9 @@ class SASRecEncoder(AttentionSequenceEncoder):
             else None
         )
 
-    def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        x, mask = self._embed(history, training=training)
+    def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None,
+                        item_table: Optional[tf.Tensor] = None) -> tf.Tensor:
+        x, mask = self._embed(history, training=training, item_table=item_table)
         for block in self.blocks:
             x = block(x, mask=mask, training=training)
         if self.final_norm is not None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
+from tf_attnrec.data.item_content import check_item_features
 from tf_attnrec.layers.checks import check_positive_int, is_positive_int
 from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.embeddings import ItemSequenceEmbedding
+from tf_attnrec.layers.fused_item_embedding import FusedItemEmbedding
 
 
 class SequenceEncoder(ConfigFromAttributes, tf.keras.layers.Layer):
@@ -52,15 +54,59 @@ class SequenceEncoder(ConfigFromAttributes, tf.keras.layers.Layer):
         check_positive_int(name, "`max_length`", max_length)
         self.vocab_size = vocab_size
         self.max_length = max_length
+        # A `FusedItemEmbedding` when the encoder embeds items from their content too
+        # (`_fuse_items`). An instance attribute: Keras does not track layers that shadow a
+        # class attribute.
+        self.item_tower: Optional[FusedItemEmbedding] = None
 
     @property
-    def item_embeddings(self) -> tf.Variable:
+    def item_embeddings(self) -> tf.Tensor:
         """The `[vocab_size, D]` item-embedding table shared with the output layer.
 
         Subclasses keep their input `ItemSequenceEmbedding` in `self.embedding`; its table is
-        the candidate table, which ties input and output embeddings.
+        the candidate table, which ties input and output embeddings. With an item tower it is
+        the fused table (`item_table`), computed from the id table and the items' content.
         """
-        return self.embedding.item_embeddings.embeddings
+        return self.item_table()
+
+    def item_table(self, training: Optional[bool] = None) -> tf.Tensor:
+        """The item table: the id embeddings, or with an item tower the fused `[vocab_size, D]` table.
+
+        A training step computes it once and passes it to `encode_sequence(..., item_table=)`,
+        so that input and output see the same table (the tower's id dropout is random).
+        """
+        if not self.embedding.built:  # the tower may read the id table before any history was embedded
+            self.embedding.build(tf.TensorShape([None, self.max_length]))
+        ids = self.embedding.item_embeddings.embeddings
+        if self.item_tower is None:
+            return ids
+        return self.item_tower(ids, training=training)
+
+    def _fuse_items(self, embedding_dim: int, item_features: Sequence[str],
+                    item_tower_options: Optional[Mapping[str, Any]],
+                    item_content: Optional[Mapping[str, Any]]) -> None:
+        """Keeps the fusion arguments and, when `item_features` is not empty, builds `self.item_tower`.
+
+        Args:
+            embedding_dim: The id table's width (the tower's output width).
+            item_features: Content modalities fused with the id ("genres", "title", "year", "vectors").
+            item_tower_options: Further `FusedItemEmbedding` arguments (e.g. `{"id_dropout": 0.3}`).
+            item_content: The data-derived vocabularies (`content_vocabularies`), given by the task.
+        """
+        name = type(self).__name__
+        self.item_features = list(check_item_features(item_features, name))
+        self.item_tower_options = None if item_tower_options is None else dict(item_tower_options)
+        self.item_content = None if item_content is None else dict(item_content)
+        if not self.item_features:
+            return
+        if self.item_content is None:
+            raise ValueError(
+                f"{name}: item_features {self.item_features} need the catalogue's content vocabularies "
+                "(`item_content`); train through `tf-attnrec train` or RetrievalTask, which reads them from "
+                "the dataset's item metadata.")
+        self.item_tower = FusedItemEmbedding(self.vocab_size, embedding_dim, self.item_features,
+                                             **self.item_content, **(self.item_tower_options or {}),
+                                             name="item_tower")
 
     @property
     def output_dim(self) -> int:
@@ -92,15 +138,18 @@ class SequenceEncoder(ConfigFromAttributes, tf.keras.layers.Layer):
         )
 
     def _embed(
-        self, history: tf.Tensor, training: Optional[bool] = None
+        self, history: tf.Tensor, training: Optional[bool] = None, item_table: Optional[tf.Tensor] = None
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """The read history's item vectors `[B, L', D]` and its mask `[B, L']` (True = item).
 
-        `L'` is the history length cut to `max_length` (see `_prepare`).
+        `L'` is the history length cut to `max_length` (see `_prepare`). With an item tower the
+        vectors are rows of the fused table (`item_table`, computed here when not given).
         """
         history = self._prepare(history)
         mask = tf.not_equal(history, 0)
-        return self.embedding(history, training=training), mask
+        if self.item_tower is not None and item_table is None:
+            item_table = self.item_table(training=training)
+        return self.embedding(history, training=training, item_table=item_table), mask
 
     def encode_sequence(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
         """Per-position states `[B, L, D]` (only when `supports_all_positions`)."""

@@ -14,6 +14,7 @@ from tf_attnrec.models.base import RecommenderModel, count_items
 from tf_attnrec.models.sequence_encoder import SequenceEncoder
 
 LOSSES = ("softmax", "sampled_softmax", "in_batch", "bce")
+LOSS_ITEMS = ("all", "trained")
 
 # Added to the logits of rows 0 (padding) and 1 (out-of-vocabulary): never a candidate.
 _EXCLUDED_LOGIT = -1e9
@@ -54,6 +55,10 @@ class SequentialRetrievalModel(RecommenderModel):
         prefixes_per_sequence: Prefixes drawn per sequence and step for encoders without
             per-position states.
         temperature: Optional softmax temperature for the retrieval losses.
+        loss_items: The items the "softmax" loss ranks the target against: "all" the catalogue,
+            or "trained" only items that occur in the training sequences. With "all", an item
+            that training never sees is only ever a negative, so its content (with an item
+            tower) learns to score low: cold-start items need "trained".
         **kwargs: Standard `tf.keras.Model` arguments.
 
     Call arguments:
@@ -77,6 +82,7 @@ class SequentialRetrievalModel(RecommenderModel):
         max_retrieval_queries: int = 4096,
         prefixes_per_sequence: int = 4,
         temperature: Optional[float] = None,
+        loss_items: str = "all",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -92,6 +98,12 @@ class SequentialRetrievalModel(RecommenderModel):
                 f"SequentialRetrievalModel: unknown loss {loss!r}; expected one of {LOSSES}."
             )
         owner = "SequentialRetrievalModel"
+        if loss_items not in LOSS_ITEMS or (loss_items != "all" and loss != "softmax"):
+            raise ValueError(
+                f"{owner}: `loss_items` must be one of {LOSS_ITEMS} (\"trained\" with loss \"softmax\" only); "
+                f"got loss_items={loss_items!r} with loss={loss!r}."
+            )
+        self.loss_items = loss_items
         self.encoder = encoder
         self.loss_name = loss
         self.num_negatives = check_positive_int(owner, "`num_negatives`", num_negatives, minimum=0)
@@ -184,25 +196,43 @@ class SequentialRetrievalModel(RecommenderModel):
         return method(self._history(history), per_head=per_head)
 
     def adapt(self, sequences: Iterable[np.ndarray]) -> None:
-        """Counts item occurrences in training sequences (the retrieval losses' proposal)."""
-        self.item_counts.assign(count_items(sequences, self.vocab_size))
+        """Counts item occurrences in training sequences (the retrieval losses' proposal).
+
+        An item tower also learns from them which items have a trained id (count > 0).
+        """
+        counts = count_items(sequences, self.vocab_size)
+        self.item_counts.assign(counts)
+        if self.encoder.item_tower is not None:
+            self.encoder.item_tower.set_item_counts(counts)
+
+    def set_item_content(self, content: Any) -> None:
+        """Stores the catalogue's `ItemContent` in the item tower (models with `item_features`)."""
+        if self.encoder.item_tower is None:
+            raise ValueError(f"the {self.name} model has no item_features; it reads item ids only.")
+        self.encoder.item_tower.set_catalogue(content)
 
     # ------------------------------------------------------------------ training
     def _gather_targets(
         self, features: Mapping[str, tf.Tensor], training: bool
-    ) -> tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor]]:
-        """Query states `[N, D]`, their target ids `[N]` for all (non-padded) targets, and
-        their positions in the flattened `[B * L]` targets (None for sampled prefixes)."""
+    ) -> tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor], tf.Tensor]:
+        """Query states `[N, D]`, their target ids `[N]` for all (non-padded) targets, their
+        positions in the flattened `[B * L]` targets (None for sampled prefixes), and the item
+        table of this step (the output layer's)."""
         history = self._history(features)
         targets = tf.cast(features["targets"], tf.int32)
         if self.encoder.supports_all_positions:
-            states = self.encoder.encode_sequence(history, training=training)
+            if self.encoder.item_tower is None:
+                table = self.item_embeddings
+                states = self.encoder.encode_sequence(history, training=training)
+            else:  # one fused table per step, for input and output alike
+                table = self.encoder.item_table(training=training)
+                states = self.encoder.encode_sequence(history, training=training, item_table=table)
             flat_states = tf.reshape(states, [-1, tf.shape(states)[-1]])
             flat_targets = tf.reshape(targets, [-1])
             positions = tf.where(flat_targets > 0)[:, 0]
-            return tf.gather(flat_states, positions), tf.gather(flat_targets, positions), positions
+            return tf.gather(flat_states, positions), tf.gather(flat_targets, positions), positions, table
         prefixes, prefix_targets = self._sample_prefixes(history, targets)
-        return self.encoder(prefixes, training=training), prefix_targets, None
+        return self.encoder(prefixes, training=training), prefix_targets, None, self.item_embeddings
 
     def _sample_prefixes(
         self, history: tf.Tensor, targets: tf.Tensor
@@ -235,12 +265,13 @@ class SequentialRetrievalModel(RecommenderModel):
                 "(see tf_attnrec.data.pipelines.next_item_dataset); got "
                 f"{type(features).__name__}."
             )
-        queries, target_ids, positions = self._gather_targets(features, training)
-        table = self.item_embeddings
+        queries, target_ids, positions, table = self._gather_targets(features, training)
         if self.loss_name == "softmax":
             # Rows 0 and 1 are never targets: score only real items (ids shift by 2), which
             # also saves a pass over the [N, vocab_size] logits for masking.
             logits = tf.matmul(queries, table[2:], transpose_b=True)
+            if self.loss_items == "trained":
+                logits += tf.where(self.item_counts[2:] > 0, 0.0, _EXCLUDED_LOGIT)
             return self.task(target_ids - 2, logits)
         if self.loss_name == "bce":
             if positions is None:
@@ -296,6 +327,7 @@ class SequentialRetrievalModel(RecommenderModel):
             "max_retrieval_queries": self.max_retrieval_queries,
             "prefixes_per_sequence": self.prefixes_per_sequence,
             "temperature": self.temperature,
+            "loss_items": self.loss_items,
             "name": self.name,
         }
 

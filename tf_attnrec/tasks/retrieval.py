@@ -17,7 +17,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_attnrec import runs
+from tf_attnrec.data.cold_items import ColdItemSplit, cold_item_split
 from tf_attnrec.data.dataset import Dataset
+from tf_attnrec.data.item_content import ItemContent
+from tf_attnrec.data.item_vectors import read_item_vectors
 from tf_attnrec.data.pipelines import item_set_dataset, next_item_dataset, pad_sequences
 from tf_attnrec.data.ratio_split import RatioSplit, ratio_split
 from tf_attnrec.data.splits import SequenceSplit, leave_one_out_split, split_for
@@ -25,6 +28,8 @@ from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
 from tf_attnrec.evaluation.beyond_accuracy import beyond_accuracy_metrics, item_popularity
 from tf_attnrec.evaluation.item_sets import evaluate_item_sets
 from tf_attnrec.evaluation.ranking import full_catalogue_evaluate, sampled_evaluate
+from tf_attnrec.layers.fused_item_embedding import content_vocabularies
+from tf_attnrec.models.base import count_items
 from tf_attnrec.models.registry import ModelSpec
 from tf_attnrec.tasks.base import Run, Task, TrainingResult
 from tf_attnrec.training import fit_model
@@ -32,10 +37,14 @@ from tf_attnrec.training import fit_model
 PathLike = Union[str, os.PathLike]
 MONITOR = "val_ndcg@10"
 # `split`, a data key: "leave_one_out" (the last item of each sequence is the test, the one
-# before it the validation) or "ratio" (the CF protocol: each user's items at random
-# 80/10/10, `split_seed` seeding it, as the collaborative task's models are evaluated).
-SPLITS = ("leave_one_out", "ratio")
-DATA_KEYS = ("split", "split_seed")
+# before it the validation), "ratio" (the CF protocol: each user's items at random
+# 80/10/10, `split_seed` seeding it, as the collaborative task's models are evaluated) or
+# "cold_items" (leave-one-out where a `split_seed`-drawn `cold_fraction` of the items never
+# occurs in training or validation; the test reports cold and warm test items apart).
+# `item_vectors` (+ `item_vector_ids` for a .npy): a user's own per-item vectors, the "vectors"
+# modality of models with `item_features` (`read_item_vectors`).
+SPLITS = ("leave_one_out", "ratio", "cold_items")
+DATA_KEYS = ("split", "split_seed", "cold_fraction", "item_vectors", "item_vector_ids")
 DEFAULT_SPLIT_SEED = 2020
 
 
@@ -160,12 +169,20 @@ def evaluate_sequential(
             score_fn, padded, targets, ks=ks, num_negatives=num_negatives, seed=seed
         )
     if not beyond_accuracy:
-        return full_catalogue_evaluate(score_fn, padded, targets, ks=ks, batch_size=batch_size)
-    metrics, top_k = full_catalogue_evaluate(
-        score_fn, padded, targets, ks=ks, batch_size=batch_size, return_top_k=True
-    )
-    counts = item_popularity(np.concatenate(split.train), split.vocabulary.size)
-    metrics.update(beyond_accuracy_metrics(top_k, counts, ks=ks))
+        metrics = full_catalogue_evaluate(score_fn, padded, targets, ks=ks, batch_size=batch_size)
+    else:
+        metrics, top_k = full_catalogue_evaluate(
+            score_fn, padded, targets, ks=ks, batch_size=batch_size, return_top_k=True
+        )
+        counts = item_popularity(np.concatenate(split.train), split.vocabulary.size)
+        metrics.update(beyond_accuracy_metrics(top_k, counts, ks=ks))
+    if isinstance(split, ColdItemSplit) and stage == "test":
+        # The protocol's point: users whose test item is cold, and the others, apart.
+        cold = split.is_cold(targets)
+        for group, rows in (("cold", cold), ("warm", ~cold)):
+            if rows.any():
+                part = full_catalogue_evaluate(score_fn, padded[rows], targets[rows], ks=ks, batch_size=batch_size)
+                metrics.update({f"{group}_{key}": value for key, value in part.items() if key != "protocol"})
     return metrics
 
 
@@ -414,19 +431,46 @@ class RetrievalTask(Task):
         kind = options.get("split", "leave_one_out")
         if kind not in SPLITS:
             raise ValueError(f"training.split must be one of {SPLITS}; got {kind!r}.")
+        if "cold_fraction" in options and kind != "cold_items":
+            raise ValueError(f"training.cold_fraction applies to split: cold_items only; the split is {kind!r}.")
         vocabulary = None if run is None else run.artifacts["vocabulary"]
+        seed = int(options.get("split_seed", DEFAULT_SPLIT_SEED))
         if kind == "ratio":
-            return ratio_split(dataset.interactions, seed=int(options.get("split_seed", DEFAULT_SPLIT_SEED)),
-                               vocabulary=vocabulary)
-        if run is None:
-            return leave_one_out_split(dataset.interactions)
-        return split_for(dataset, vocabulary)
+            return ratio_split(dataset.interactions, seed=seed, vocabulary=vocabulary)
+        if kind == "cold_items":
+            fraction = {"fraction": float(options["cold_fraction"])} if "cold_fraction" in options else {}
+            split = cold_item_split(dataset.interactions, seed=seed, vocabulary=vocabulary, **fraction)
+        elif run is None:
+            split = leave_one_out_split(dataset.interactions)
+        else:
+            split = split_for(dataset, vocabulary)
+        vectors = None
+        if options.get("item_vectors"):
+            vectors = read_item_vectors(options["item_vectors"], split.vocabulary, options.get("item_vector_ids"))
+        if dataset.items is not None and {"title", "genres", "year"} <= set(dataset.items.columns):
+            split.item_content = ItemContent.from_items(dataset.items, split.vocabulary, vectors)
+        elif vectors is not None:
+            raise ValueError("training.item_vectors needs the dataset's item metadata (title, genres, year) too.")
+        return split
 
     def item_vocabulary(self, data: Any) -> Any:
         return data.vocabulary
 
     def build_model(self, spec: ModelSpec, data: SequenceSplit, model_config: Mapping[str, Any]) -> tf.keras.Model:
-        return spec.build(vocab_size=data.vocabulary.size, **model_config)
+        features = {**spec.default_config(), **model_config}.get("item_features")
+        if not features:
+            return spec.build(vocab_size=data.vocabulary.size, **model_config)
+        content = getattr(data, "item_content", None)
+        if content is None:
+            raise ValueError(
+                f"{spec.name} reads item content (item_features {list(features)}), but the data has no item "
+                "metadata with title, genres and year; use a dataset with item metadata or set item_features: [].")
+        # Vocabularies of the content come from the training items only (see content_vocabularies).
+        trained = np.flatnonzero(count_items(data.train, data.vocabulary.size) > 0)
+        model = spec.build(vocab_size=data.vocabulary.size,
+                           item_content=content_vocabularies(content, trained, features), **model_config)
+        model.set_item_content(content)
+        return model
 
     def fit_function(self) -> Any:
         return train_sequential
