@@ -326,7 +326,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     task, run = _load_run(pathlib.Path(args.run_dir))
     # Only flags the user set reach the task; those its exports do not take are refused by name.
     given = {"k": ("-k", args.k), "index": ("--index", args.index),
-             "exclude_history": ("--include-seen", False if args.include_seen else None)}
+             "exclude_history": ("--include-seen", False if args.include_seen else None),
+             "new_items": ("--new-items", args.new_items)}
     options = {name: value for name, (_, value) in given.items() if value is not None}
     refused = [given[name][0] for name in options if name not in task.export_options]
     if refused:
@@ -463,6 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--index", choices=("brute_force", "scann"),
                         help="retrieval: exact top-k (default; plain TensorFlow ops) or ScaNN (the `ann` extra)")
     export.add_argument("--include-seen", action="store_true", help="retrieval: do not exclude history items")
+    export.add_argument("--new-items", metavar="CSV",
+                        help="retrieval with item_features: add these items (item_id,title,genres,year; genres "
+                             "A|B) to the served catalogue without retraining, embedded from their content")
     export.add_argument("--overwrite", action="store_true", help="replace an existing export")
     export.set_defaults(handler=cmd_export)
 

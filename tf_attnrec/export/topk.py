@@ -122,6 +122,12 @@ class _RetrievalModule(tf.Module):
         # item, the weight of each history item: `history_attention` [B, k, max_length].
         self._history_attention = getattr(model, "history_attention", None)
         self._encode = functools.partial(model.__call__, training=False)
+        tower = getattr(getattr(model, "encoder", None), "item_tower", None)
+        if tower is not None:
+            # Tracked, so the tower's in-graph vocabularies (title words, genres) are saved.
+            self.item_tower = tower
+            self.embed_items = tf.function(functools.partial(_embed_items, tower),
+                                           input_signature=_content_specs(tower))
         if with_encode:
             # Only then an attribute: saving traces every tf.function of the module, and a model
             # without a query encoder (popularity, graphsage_cf) has no `encode` to trace.
@@ -194,6 +200,26 @@ class _RetrievalModule(tf.Module):
         return {"query_embedding": self._encode(self.left_padded(self.model_ids(history)))}
 
 
+def _content_specs(tower: tf.keras.layers.Layer) -> list:
+    """The `embed_items` inputs: one `[batch]` (or `[batch, E]`) tensor per content modality."""
+    specs = {"title": tf.TensorSpec([None], tf.string, name="title"),
+             "genres": tf.TensorSpec([None], tf.string, name="genres"),
+             "year": tf.TensorSpec([None], tf.int64, name="year"),
+             "vectors": tf.TensorSpec([None, tower.vector_dim], tf.float32, name="vector")}
+    return [specs[feature] for feature in tower.item_features]
+
+
+def _embed_items(tower: tf.keras.layers.Layer, *inputs: tf.Tensor) -> dict:
+    """Raw content -> item vectors in the candidate space, and each item's modality weights."""
+    content = dict(zip(tower.item_features, inputs))
+    vectors = content.get("vectors")
+    # A request marks a missing vector with an all-zero row (the modality is then masked).
+    present = None if vectors is None else tf.cast(tf.reduce_any(vectors != 0, axis=-1), tf.float32)
+    embeddings, weights = tower.embed_raw(content.get("title"), content.get("genres"), content.get("year"),
+                                          vectors, present)
+    return {"item_embedding": embeddings, "modality_weights": weights}
+
+
 def export_retrieval(
     model: tf.keras.Model,
     export_dir: PathLike,
@@ -217,6 +243,12 @@ def export_retrieval(
         * `encode` (models with an item table): `history` -> `query_embedding` float32
           `[batch, D]`, for users who bring their own vector index over
           `assets/item_embeddings.npy` (row i = item on line i of `assets/item_ids.txt`).
+        * `embed_items` (models with `item_features`): the raw content of items, one input per
+          modality (`title` string, `genres` string "A|B", `year` int64, `vector` float32
+          `[batch, E]`, an all-zero row = missing) -> `item_embedding` float32 `[batch, D]`, in
+          the space of `query_embedding`, and `modality_weights` `[batch, M]` (id first, 0:
+          a new item has no trained id). A new item's vector, added to an index over
+          `item_embeddings.npy`, makes it recommendable without retraining.
 
     Args:
         model: A trained `SequentialRetrievalModel` (any model with `score(history)` for
@@ -289,6 +321,8 @@ def export_retrieval(
         signatures = {"serving_default": module.serve.get_concrete_function()}
         if table is not None:
             signatures["encode"] = module.encode.get_concrete_function()
+        if hasattr(module, "embed_items"):
+            signatures["embed_items"] = module.embed_items.get_concrete_function()
         options = tf.saved_model.SaveOptions(
             namespace_whitelist=["Scann"] if index == "scann" else None
         )

@@ -424,7 +424,7 @@ class RetrievalTask(Task):
     monitor = MONITOR
     training_defaults = {"eval_every": 2}
     data_keys = DATA_KEYS
-    export_options = ("k", "index", "exclude_history", "max_length", "scann_options")
+    export_options = ("k", "index", "exclude_history", "max_length", "scann_options", "new_items")
 
     def build_data(self, dataset: Dataset, model_config: Mapping[str, Any], options: Mapping[str, Any],
                    run: Optional[Run] = None) -> Union[SequenceSplit, RatioSplit]:
@@ -498,8 +498,13 @@ class RetrievalTask(Task):
     def export(self, run: Run, output: pathlib.Path, *, overwrite: bool = False, **options: Any) -> Any:
         from tf_attnrec.export.topk import export_retrieval
 
-        return export_retrieval(run.model, output, vocabulary=run.artifacts["vocabulary"],
-                                overwrite=overwrite, **options)
+        model, vocabulary = run.model, run.artifacts["vocabulary"]
+        new_items = options.pop("new_items", None)
+        if new_items is not None:  # a grown catalogue: the new items embedded from their content
+            from tf_attnrec.models.new_items import add_items, read_new_items
+
+            model, vocabulary = add_items(model, vocabulary, read_new_items(new_items))
+        return export_retrieval(model, output, vocabulary=vocabulary, overwrite=overwrite, **options)
 
     def recommend(self, run: Run, history: Sequence[Any], k: int = 10, include_seen: bool = False) -> dict:
         return recommend_from_history(run.model, run.artifacts["vocabulary"], history, k, include_seen)

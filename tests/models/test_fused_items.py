@@ -1,0 +1,131 @@
+"""sasrec with `item_features` end to end: the cold-item split, save / reload, export with
+`embed_items`, and a new item, added without retraining, recommended by the served model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tf_attnrec  # noqa: F401  (Keras 2 before TensorFlow)
+import tensorflow as tf
+
+from tf_attnrec.data.dataset import Dataset
+from tf_attnrec.models.new_items import add_items, read_new_items
+from tf_attnrec.models.registry import get_model_spec
+from tf_attnrec.tasks import get_task
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fresh_tensorflow")]
+
+CONFIG = {"hidden_dim": 8, "max_length": 8, "num_blocks": 1, "item_features": ["genres", "title", "year"],
+          "loss_items": "trained"}
+GENRES = ("Action", "Comedy", "Drama", "Horror")
+WORDS = ("red", "blue", "night", "day", "city", "sea")
+
+
+def dataset(seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    rows = [(user, int(item), t) for user in range(1, 41)
+            for t, item in enumerate(rng.choice(np.arange(100, 140), size=int(rng.integers(6, 12)), replace=False))]
+    items = pd.DataFrame({
+        "item_id": np.arange(100, 140),
+        "title": [" ".join(rng.choice(WORDS, 2, replace=False)) + f" ({1990 + i % 10})" for i in range(40)],
+        "genres": [tuple(rng.choice(GENRES, size=int(rng.integers(1, 3)), replace=False)) for _ in range(40)],
+        "year": pd.array(1990 + np.arange(40) % 10, dtype="Int64"),
+    })
+    return Dataset(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), items, name="tiny", source="memory")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    task = get_task("retrieval")
+    data = task.build_data(dataset(), CONFIG, {"split": "cold_items", "cold_fraction": 0.2, "split_seed": 1})
+    model = task.build_model(get_model_spec("sasrec"), data, CONFIG)
+    run_dir = tmp_path_factory.mktemp("fused") / "run"
+    result = task.fit(model, data, epochs=2, batch_size=64, run_dir=run_dir, extra_config={"model": "sasrec"},
+                      verbose=0)
+    return task, data, result, run_dir
+
+
+def test_cold_items_are_kept_out_of_training_and_reported_apart(trained):
+    task, data, result, _ = trained
+    cold = data.cold_items
+    assert len(cold) == 8 and not np.isin(np.concatenate(data.train), cold).any()
+    tower = result.model.encoder.item_tower
+    np.testing.assert_array_equal(tower.id_present.numpy()[cold], 0)  # cold ids are masked
+    for group in ("cold", "warm"):
+        assert 0 <= result.test[f"{group}_ndcg@10"] <= 1
+    users = data.test_is_cold[data.evaluable]
+    assert users.any() and (~users).any()
+    # The whole test is the users of both groups together.
+    hr = result.test["hr@10"]
+    assert hr == pytest.approx(users.mean() * result.test["cold_hr@10"] + (~users).mean() * result.test["warm_hr@10"])
+
+
+def test_saved_run_reloads_with_the_same_scores_and_config(trained):
+    task, data, result, run_dir = trained
+    run = task.load_run(run_dir, {"model": "sasrec"})
+    assert run.model.get_config() == result.model.get_config()
+    history = tf.constant([[0, 0, 0, 0, 3, 4, 5, 6]])
+    np.testing.assert_allclose(run.model.score(history).numpy(), result.model.score(history).numpy(), rtol=1e-6)
+    assert task.evaluate(run.model, data)["cold_ndcg@10"] == pytest.approx(result.test["cold_ndcg@10"], abs=1e-9)
+
+
+def test_embed_items_serves_the_candidate_vector_of_raw_content(trained, tmp_path, fresh_tensorflow):
+    task, data, result, run_dir = trained
+    run = task.load_run(run_dir, {"model": "sasrec"})
+    summary = task.export(run, tmp_path / "serving" / "sasrec" / "1")
+    assert "embed_items" in str(summary)
+    cold = int(data.cold_items[0])
+    content = data.item_content
+    request = {"title": [content.titles[cold], "unheard of"], "genres": [content.genres[cold], "Western"],
+               "year": [int(content.years[cold]), 0]}
+    served = fresh_tensorflow.serve(tmp_path / "serving" / "sasrec" / "1", request, signatures=("embed_items",))
+    vectors = served["embed_items"]["item_embedding"]
+    # A cold catalogue item is embedded from its content only: exactly what embed_items gives.
+    np.testing.assert_allclose(vectors[0], result.model.item_embeddings.numpy()[cold], rtol=1e-5, atol=1e-6)
+    assert (served["embed_items"]["modality_weights"][:, 0] == 0).all()  # no trained id
+    assert np.isfinite(vectors).all() and (vectors[1] == 0).all()  # nothing known about item 2: zero, no NaN
+
+
+def test_a_new_item_without_interactions_is_recommended(trained, tmp_path, fresh_tensorflow):
+    task, data, result, run_dir = trained
+    run = task.load_run(run_dir, {"model": "sasrec"})
+    vocabulary = run.artifacts["vocabulary"]
+    cold = int(data.cold_items[0])
+    twin_of = int(vocabulary.raw_ids([cold])[0])
+    content = data.item_content
+    csv = tmp_path / "new_items.csv"
+    csv.write_text("item_id,title,genres,year\n"
+                   f"999,{content.titles[cold]},{content.genres[cold]},{content.years[cold]}\n")
+    grown, grown_vocabulary = add_items(run.model, vocabulary, read_new_items(csv))
+    new_id = int(grown_vocabulary.lookup(999))
+    assert new_id == vocabulary.size  # appended; every known item keeps its id
+    warm = [int(i) for i in range(2, vocabulary.size) if i not in data.cold_items][:4]
+    history = tf.constant([[0, 0, 0, 0, *warm]])
+    before, after = run.model.score(history).numpy()[0], grown.score(history).numpy()[0]
+    np.testing.assert_allclose(after[:vocabulary.size], before, rtol=1e-5, atol=1e-6)  # nothing else moved
+    assert after[new_id] == pytest.approx(after[cold], rel=1e-5, abs=1e-6)  # scored as its cold twin
+
+    export_dir = tmp_path / "serving" / "sasrec" / "2"
+    task.export(run, export_dir, k=vocabulary.num_items + 1, new_items=str(csv))
+    raw_history = [[str(r) for r in vocabulary.raw_ids(warm)]]
+    served = fresh_tensorflow.serve(export_dir, {"history": raw_history})["serving_default"]
+    items, scores = list(served["item_ids"][0]), served["scores"][0]
+    assert "999" in items and str(twin_of) in items
+    assert scores[items.index("999")] == pytest.approx(scores[items.index(str(twin_of))], rel=1e-5)
+
+
+def test_new_items_are_refused_where_they_cannot_be_placed(trained, tmp_path):
+    task, data, result, run_dir = trained
+    vocabulary = task.load_run(run_dir, {"model": "sasrec"}).artifacts["vocabulary"]
+    known = pd.DataFrame({"item_id": [100], "title": ["x"], "genres": [("Drama",)], "year": pd.array([1990], "Int64")})
+    with pytest.raises(ValueError, match="already in the catalogue"):
+        add_items(result.model, vocabulary, known)
+    plain = get_model_spec("sasrec").build(vocab_size=vocabulary.size, hidden_dim=8, max_length=8, num_blocks=1)
+    with pytest.raises(ValueError, match="item_features"):
+        add_items(plain, vocabulary, known.assign(item_id=[999]))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("item_id,title,genres,year\n5,a,Drama,nineteen\n")
+    with pytest.raises(Exception, match="line 2"):
+        read_new_items(bad)
