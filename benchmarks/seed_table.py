@@ -18,6 +18,10 @@ trains every row on another dataset than its table's (e.g. `--task itemcf --data
 * `itemcf` / `itemcf_ratio`: test HR / NDCG @10 and @20 of `fism` and `nais` on ML-1M
   leave-one-out with full ranking, and Recall / NDCG in the CF 80/10/10 protocol
   (`--set split=ratio`, rows `fism:ratio`, `nais:ratio`); `nais` against `fism` on NDCG@10.
+* `cold_start`: ML-1M leave-one-out where a seeded 10% of the items never occurs in training
+  (`--set split=cold_items`); HR / NDCG @10 of the users whose test item is cold and of those
+  whose test item is warm. `sasrec:fused` (`--set item_features=[genres,title,year]`, the
+  softmax over trained items) against id-only `sasrec:cold` and `content_similarity:cold`.
 * `multitask`: test top-100 accuracy, RMSE and click AUC on ML-100K; `mmoe` and `ple`
   against `shared_bottom` on each, and against themselves trained on one task only (rows
   `mmoe:retrieval`, `mmoe:rating`, `mmoe:click`, ...: the same model and config with the other
@@ -102,6 +106,19 @@ TABLES = {
     "itemcf_ratio": Table(models=("fism:ratio", "nais:ratio"), comparisons=(("nais:ratio", "fism:ratio", "ndcg@10"),),
                           metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20"),
                           variants={"ratio": ("--set", "split=ratio")}),
+    # Cold start (ML-1M leave-one-out, a seeded 10% of the items never trained on): sasrec with
+    # the fused item tower against id-only sasrec and the content-only baseline, on the users
+    # whose test item is cold and on those whose test item is warm.
+    "cold_start": Table(
+        models=("sasrec:fused", "sasrec:cold", "content_similarity:cold", "popularity:cold"),
+        comparisons=tuple((row, against, metric)
+                          for against in ("content_similarity:cold", "sasrec:cold")
+                          for metric in ("cold_hr@10", "cold_ndcg@10") for row in ("sasrec:fused",))
+        + (("sasrec:fused", "sasrec:cold", "warm_ndcg@10"),),
+        metrics=("cold_hr@10", "cold_ndcg@10", "warm_hr@10", "warm_ndcg@10", "hr@10", "ndcg@10"),
+        variants={"cold": ("--set", "split=cold_items"),
+                  "fused": ("--set", "split=cold_items", "--set", "item_features=[genres,title,year]",
+                            "--set", "loss_items=trained")}),
 }
 
 

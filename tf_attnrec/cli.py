@@ -344,7 +344,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     expert gates (multi-task): table + PNG."""
     from tf_attnrec import explain, runs
 
-    from tf_attnrec import explain_gates, explain_graph
+    from tf_attnrec import explain_gates, explain_graph, explain_modalities
 
     task, run = _load_run(pathlib.Path(args.run_dir))
     task.check_explainable(run)
@@ -371,6 +371,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(explain.format_explanation(explanation, titles, top=args.top))
         explain.plot_attention(explanation, output, titles=titles, highlight=args.top)
     print(f"Wrote the attention heatmap to {output}.")
+    if "modalities" in explanation:  # a model with item_features: the item tower's weights too
+        modalities = output.with_name(f"{output.stem}_modalities.png")
+        print("\n" + explain_modalities.format_modalities(explanation["modalities"], titles))
+        explain_modalities.plot_modalities(explanation["modalities"], modalities, titles=titles)
+        print(f"Wrote the modality heatmap to {modalities}.")
     return 0
 
 

@@ -129,3 +129,22 @@ def test_new_items_are_refused_where_they_cannot_be_placed(trained, tmp_path):
     bad.write_text("item_id,title,genres,year\n5,a,Drama,nineteen\n")
     with pytest.raises(Exception, match="line 2"):
         read_new_items(bad)
+
+
+def test_modality_weights_of_a_recommendation_are_explained_and_plotted(trained, tmp_path):
+    from tf_attnrec.explain_modalities import explain_modalities, format_modalities, plot_modalities
+
+    task, data, result, run_dir = trained
+    vocabulary = task.load_run(run_dir, {"model": "sasrec"}).artifacts["vocabulary"]
+    user = data.users[np.flatnonzero(data.evaluable)[0]]
+    explanation = explain_modalities(result.model, vocabulary, data, user, k=len(data.cold_items) + 20)
+    weights = explanation["weights"]
+    assert explanation["modalities"] == ["id", "genres", "title", "year"]
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)  # every item here has content
+    assert explanation["cold"].any() and (weights[explanation["cold"], 0] == 0).all()
+    assert (weights[~explanation["cold"], 0] > 0).all()
+    history = set(data.train[np.flatnonzero(data.users == user)[0]])
+    assert not history & set(vocabulary.lookup(explanation["items"]).tolist())  # seen items are not recommended
+    assert "mean over cold items" in format_modalities(explanation)
+    path = plot_modalities(explanation, tmp_path / "modalities.png")
+    assert path.stat().st_size > 10_000

@@ -510,8 +510,13 @@ class RetrievalTask(Task):
         return recommend_from_history(run.model, run.artifacts["vocabulary"], history, k, include_seen)
 
     def explain(self, run: Run, dataset: Dataset, user: Any, item: Optional[Any]) -> dict:
-        from tf_attnrec import explain
+        from tf_attnrec import explain, explain_modalities
 
         explain.check_explainable(run.model)
-        split = self.build_data(dataset, {}, {}, run)
-        return explain.explain_history(run.model, run.artifacts["vocabulary"], split, user, item)
+        training = run.config.get("training") or {}
+        split = self.build_data(dataset, {}, {key: training[key] for key in self.data_keys if key in training}, run)
+        explanation = explain.explain_history(run.model, run.artifacts["vocabulary"], split, user, item)
+        if explain_modalities.item_tower(run.model) is not None:  # and which modality made each top item
+            explanation["modalities"] = explain_modalities.explain_modalities(
+                run.model, run.artifacts["vocabulary"], split, user)
+        return explanation
