@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tf_attnrec.data.dataset import Dataset
 from tf_attnrec.models.new_items import add_items, read_new_items
-from tf_attnrec.models.registry import get_model_spec
+from tf_attnrec.models.registry import get_model_spec, list_models
 from tf_attnrec.tasks import get_task
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fresh_tensorflow")]
@@ -33,7 +33,10 @@ def dataset(seed: int = 0) -> Dataset:
         "genres": [tuple(rng.choice(GENRES, size=int(rng.integers(1, 3)), replace=False)) for _ in range(40)],
         "year": pd.array(1990 + np.arange(40) % 10, dtype="Int64"),
     })
-    return Dataset(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), items, name="tiny", source="memory")
+    users = pd.DataFrame({"user_id": np.arange(1, 41), "gender": rng.choice(["F", "M"], 40),
+                          "age": rng.choice([18, 25, 35], 40), "occupation": rng.integers(0, 5, 40)})
+    return Dataset(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), items, users, name="tiny",
+                   source="memory")
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +151,22 @@ def test_modality_weights_of_a_recommendation_are_explained_and_plotted(trained,
     assert "mean over cold items" in format_modalities(explanation)
     path = plot_modalities(explanation, tmp_path / "modalities.png")
     assert path.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("name", list_models(task="ranking"))
+def test_every_ranking_model_fuses_items_by_config(name, tmp_path):
+    """`item_features` turns a ranker's id, genre and year fields into one fused item field."""
+    task = get_task("ranking")
+    spec = get_model_spec(name)
+    config = {**spec.tiny, "item_features": ["genres", "title", "year"]}
+    options = {"train_positions_per_user": 3, "num_negatives": 1}
+    data = task.build_data(dataset(), {"max_length": spec.tiny["max_length"]}, options)
+    model = task.build_model(spec, data, config)
+    assert model.embedding.item_tower is not None and model.embedding.item_dim == config["embedding_dim"]
+    result = task.fit(model, data, epochs=1, batch_size=256, run_dir=tmp_path / "run", extra_config={"model": name},
+                      verbose=0)
+    assert np.isfinite(result.history["loss"]).all()
+    run = task.load_run(tmp_path / "run", {"model": name})
+    assert run.model.get_config() == model.get_config()
+    expected = task.evaluate(model, data, "test")
+    assert task.evaluate(run.model, data, "test")["auc"] == pytest.approx(expected["auc"], abs=1e-9)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
 from tf_attnrec.data import schema
+from tf_attnrec.data.item_content import check_item_features
 from tf_attnrec.layers.checks import check_positive_int
 from tf_attnrec.layers.config import ConfigFromAttributes
+from tf_attnrec.layers.fused_item_embedding import FusedItemEmbedding
 
 POOLING_MODES = ("sum", "mean")
 
@@ -38,14 +40,18 @@ class FeatureEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
             `FeatureVocabularies.sizes()`.
         embedding_dim: D, the size of every field vector.
         embeddings_regularizer: optional regularizer of every table (e.g. "l2").
+        item_features: content fused with the item id into one item field (`FusedItemEmbedding`),
+            a subset of ("genres", "title", "year", "vectors"); empty: id, genre and year fields.
+        item_tower_options: further `FusedItemEmbedding` arguments.
+        item_content: the content vocabularies (`content_vocabularies`), from the task.
         **kwargs: standard `tf.keras.layers.Layer` arguments.
 
     Call arguments:
         features: dict with the `schema.MODEL_FEATURES` (extra keys are ignored).
 
     Returns:
-        dict: "user" [B, 3, D], "candidate" [B, 3, D], "history" [B, L, 3, D] (zero where
-        padded), "history_mask" bool [B, L].
+        dict: "user" [B, 3, D], "candidate" [B, F, D], "history" [B, L, F, D] (zero where
+        padded), "history_mask" bool [B, L]; F = 3 item fields, or 1 with `item_features`.
 
     Example:
         >>> layer = FeatureEmbedding({"item": 10, "genre": 5, "year": 4, "gender": 4,
@@ -54,15 +60,18 @@ class FeatureEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
         TensorShape([1, 3, 8])
     """
 
-    config_keys = ("feature_sizes", "embedding_dim", "embeddings_regularizer")
+    config_keys = ("feature_sizes", "embedding_dim", "embeddings_regularizer", "item_features",
+                   "item_tower_options", "item_content")
     NUM_USER_FIELDS = len(schema.USER_FEATURES)
-    NUM_ITEM_FIELDS = 3
 
     def __init__(
         self,
         feature_sizes: Mapping[str, int],
         embedding_dim: int = 16,
         embeddings_regularizer: Any = None,
+        item_features: Sequence[str] = (),
+        item_tower_options: Optional[Mapping[str, Any]] = None,
+        item_content: Optional[Mapping[str, Any]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -95,11 +104,29 @@ class FeatureEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
             )
             for key, size in self.feature_sizes.items()
         }
+        # With `item_features`, an item is one field: its id fused with its content (genres, title,
+        # year, ...) by a `FusedItemEmbedding` over the catalogue, instead of id, genre and year fields.
+        self.item_features = list(check_item_features(item_features, "FeatureEmbedding"))
+        self.item_tower_options = None if item_tower_options is None else dict(item_tower_options)
+        self.item_content = None if item_content is None else dict(item_content)
+        self.item_tower = None
+        if self.item_features:
+            if self.item_content is None:
+                raise ValueError("FeatureEmbedding: item_features need the content vocabularies (`item_content`); "
+                                 "train through the ranking task, which reads them from the item metadata.")
+            self.item_tower = FusedItemEmbedding(self.feature_sizes["item"], embedding_dim, self.item_features,
+                                                 **self.item_content, **(self.item_tower_options or {}),
+                                                 name="item_tower")
+
+    @property
+    def num_item_fields(self) -> int:
+        """Fields per item: id, genres and year; or one fused vector with `item_features`."""
+        return 3 if self.item_tower is None else 1
 
     @property
     def item_dim(self) -> int:
-        """Size of a flattened item vector (3 fields * D)."""
-        return self.NUM_ITEM_FIELDS * self.embedding_dim
+        """Size of a flattened item vector (fields * D)."""
+        return self.num_item_fields * self.embedding_dim
 
     def user_fields(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """[B, 3, D] gender, age and occupation embeddings."""
@@ -109,21 +136,40 @@ class FeatureEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
             axis=-2,
         )
 
-    def item_fields(self, item_ids: tf.Tensor, genres: tf.Tensor, years: tf.Tensor) -> tf.Tensor:
-        """[..., 3, D] item id, mean genre and year embeddings for ids of shape [...]."""
+    def item_fields(self, item_ids: tf.Tensor, genres: tf.Tensor, years: tf.Tensor,
+                    item_table: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """[..., 3, D] item id, mean genre and year embeddings for ids of shape [...].
+
+        With an item tower: [..., 1, D], rows of the fused catalogue `item_table` (computed here
+        when not given; the tower reads the genres and years of its own catalogue).
+        """
+        if self.item_tower is not None:
+            if item_table is None:
+                item_table = self.fused_item_table()
+            return tf.gather(item_table, item_ids)[..., tf.newaxis, :]
         genres = tf.convert_to_tensor(genres)
         genre_vectors = _masked_mean(self.tables["genre"](genres), tf.not_equal(genres, 0), axis=-2)
         return tf.stack(
             [self.tables["item"](item_ids), genre_vectors, self.tables["year"](years)], axis=-2
         )
 
-    def call(self, features: Mapping[str, tf.Tensor]) -> dict:
+    def fused_item_table(self, training: Optional[bool] = None) -> tf.Tensor:
+        """The item tower's `[items, D]` catalogue (models with `item_features`)."""
+        table = self.tables["item"]
+        if not table.built:
+            table.build([None])
+        return self.item_tower(table.embeddings, training=training)
+
+    def call(self, features: Mapping[str, tf.Tensor], training: Optional[bool] = None) -> dict:
         history_ids = self._get(features, schema.HISTORY_ITEM_IDS)
         mask = tf.not_equal(history_ids, 0)
+        # One fused catalogue per call, for the history and the candidate alike.
+        item_table = None if self.item_tower is None else self.fused_item_table(training)
         history = self.item_fields(
             history_ids,
             self._get(features, schema.HISTORY_GENRES),
             self._get(features, schema.HISTORY_YEAR),
+            item_table,
         )
         # Padding never reaches a model: its fields are exactly zero, whatever they held.
         history = tf.where(mask[:, :, tf.newaxis, tf.newaxis], history, tf.zeros_like(history))
@@ -131,6 +177,7 @@ class FeatureEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
             self._get(features, schema.ITEM_ID),
             self._get(features, schema.ITEM_GENRES),
             self._get(features, schema.ITEM_YEAR),
+            item_table,
         )
         return {
             "user": self.user_fields(features),

@@ -37,6 +37,10 @@ class RankingModel(RecommenderModel):
         activation: activation of the head's hidden layers.
         dropout: dropout rate in the head (and the attention blocks of the subclasses).
         embeddings_l2: L2 weight on the embedding tables (0 disables).
+        item_features: content fused with each item's id into one item field (e.g. ["genres",
+            "title", "year"]; `FusedItemEmbedding`); empty: id, genre and year fields.
+        item_tower_options: further `FusedItemEmbedding` arguments, e.g. `{"id_dropout": 0.3}`.
+        item_content: the content vocabularies, from the data (the ranking task passes them).
         **kwargs: standard `tf.keras.Model` arguments.
 
     Call arguments:
@@ -55,6 +59,9 @@ class RankingModel(RecommenderModel):
         activation: str = "relu",
         dropout: float = 0.1,
         embeddings_l2: float = 0.0,
+        item_features: Sequence[str] = (),
+        item_tower_options: Optional[Mapping[str, Any]] = None,
+        item_content: Optional[Mapping[str, Any]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -73,6 +80,9 @@ class RankingModel(RecommenderModel):
             feature_sizes,
             embedding_dim,
             embeddings_regularizer=tf.keras.regularizers.L2(self.embeddings_l2) if self.embeddings_l2 else None,
+            item_features=item_features,
+            item_tower_options=item_tower_options,
+            item_content=item_content,
             name="feature_embedding",
         )
         self.feature_sizes = self.embedding.feature_sizes
@@ -98,7 +108,7 @@ class RankingModel(RecommenderModel):
                 f"{type(self).__name__} expects a dict of features {list(schema.MODEL_FEATURES)}; "
                 f"got {type(features).__name__}."
             )
-        embedded = self.embedding(features)
+        embedded = self.embedding(features, training=training)
         representation = self.represent(embedded, training=training)
         return tf.squeeze(self.head(representation, training=training), axis=-1)
 
@@ -139,8 +149,20 @@ class RankingModel(RecommenderModel):
             "activation": self.activation,
             "dropout": self.dropout,
             "embeddings_l2": self.embeddings_l2,
+            "item_features": list(self.embedding.item_features),
+            "item_tower_options": self.embedding.item_tower_options,
+            "item_content": self.embedding.item_content,
             "name": self.name,
         }
+
+    def set_item_content(self, content: Any, item_counts: Any) -> None:
+        """Stores the catalogue's `ItemContent` and which items have training interactions
+        (models with `item_features`)."""
+        tower = self.embedding.item_tower
+        if tower is None:
+            raise ValueError(f"the {self.name} model has no item_features; it reads item ids only.")
+        tower.set_catalogue(content)
+        tower.set_item_counts(item_counts)
 
     @classmethod
     def from_sizes(

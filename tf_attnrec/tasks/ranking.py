@@ -18,8 +18,11 @@ import tensorflow as tf
 from tf_attnrec import runs
 from tf_attnrec.data import schema
 from tf_attnrec.data.dataset import Dataset
+from tf_attnrec.data.item_content import ItemContent
 from tf_attnrec.data.ranking_examples import RankingData, build_ranking_data
 from tf_attnrec.evaluation.ctr import ctr_metrics
+from tf_attnrec.layers.fused_item_embedding import content_vocabularies
+from tf_attnrec.models.base import count_items
 from tf_attnrec.models.ranking import RankingModel
 from tf_attnrec.models.registry import ModelSpec
 from tf_attnrec.tasks.base import Run, Task, TrainingResult, UnsupportedCommand
@@ -172,6 +175,8 @@ class RankingTask(Task):
         options = dict(options)
         options["seed"] = options.pop("data_seed", 0)
         data = build_ranking_data(dataset, max_length=int(model_config["max_length"]), **options)
+        if {"title", "genres", "year"} <= set(dataset.items.columns):  # for models with item_features
+            data.split.item_content = ItemContent.from_items(dataset.items, data.vocabularies.item)
         if run is not None and data.vocabularies != run.artifacts["vocabularies"]:
             raise ValueError(
                 f"the {dataset.name or 'dataset'} data read from {dataset.source} does not have the items, "
@@ -184,7 +189,18 @@ class RankingTask(Task):
 
     def build_model(self, spec: ModelSpec, data: RankingData, model_config: Mapping[str, Any]) -> tf.keras.Model:
         sizes = data.vocabularies.sizes()
-        return spec.build(vocab_size=sizes["item"], feature_sizes=sizes, **model_config)
+        features = {**spec.default_config(), **model_config}.get("item_features")
+        if not features:
+            return spec.build(vocab_size=sizes["item"], feature_sizes=sizes, **model_config)
+        content = data.split.item_content
+        if content is None:
+            raise ValueError(f"{spec.name} reads item content (item_features {list(features)}), but the data has "
+                             "no item titles; use a dataset with item metadata or set item_features: [].")
+        counts = count_items(data.split.train, sizes["item"])  # content vocabularies: training items only
+        model = spec.build(vocab_size=sizes["item"], feature_sizes=sizes, **model_config,
+                           item_content=content_vocabularies(content, np.flatnonzero(counts > 0), features))
+        model.set_item_content(content, counts)
+        return model
 
     def fit_function(self) -> Any:
         return train_ranker
