@@ -131,3 +131,28 @@ def test_config_round_trip():
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FusedItemEmbedding(7, D, **kwargs)
+
+
+def test_user_supplied_vectors_are_a_modality_and_a_missing_one_is_masked():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=[len(CONTENT.titles), 5]).astype(np.float32)
+    present = np.array([False, False, True, True, False, True, True])
+    content = ItemContent(CONTENT.titles, CONTENT.genres, CONTENT.years, vectors, present)
+    tf.keras.utils.set_random_seed(3)
+    tower = FusedItemEmbedding(len(CONTENT.titles), D, ("genres", "vectors"),
+                               **content_vocabularies(content, TRAINED, ("genres", "vectors")))
+    tower.set_catalogue(content)
+    tower.set_item_counts(COUNTS)
+    assert tower.modality_names == ("id", "genres", "vectors")
+    fused, weights = tower(id_table(), return_weights=True)
+    weights = weights.numpy()
+    assert (weights[present & (np.arange(7) >= 2), 2] > 0).all() and weights[4, 2] == 0  # item 4: no vector
+    # Item 5 has only a vector: it is that vector's projection, whatever the vector of item 4 holds.
+    changed = vectors.copy()
+    changed[4] = 1e6
+    tower.set_catalogue(ItemContent(CONTENT.titles, CONTENT.genres, CONTENT.years, changed, present))
+    np.testing.assert_allclose(tower(id_table()).numpy(), fused.numpy(), rtol=1e-6)
+    raw, raw_weights = tower.embed_raw(genres=["Action|Sci-Fi"], vectors=vectors[5:6])
+    assert raw_weights.numpy()[0, 2] > 0 and raw_weights.numpy()[0, 0] == 0
+    with pytest.raises(ValueError, match="no item vectors"):
+        content_vocabularies(CONTENT, TRAINED, ("vectors",))

@@ -170,3 +170,29 @@ def test_every_ranking_model_fuses_items_by_config(name, tmp_path):
     assert run.model.get_config() == model.get_config()
     expected = task.evaluate(model, data, "test")
     assert task.evaluate(run.model, data, "test")["auc"] == pytest.approx(expected["auc"], abs=1e-9)
+
+
+def test_a_users_own_item_vectors_are_fused_and_served(tmp_path):
+    """`item_vectors` (a .npy with an id file): the "vectors" modality; items without one are masked."""
+    rng = np.random.default_rng(0)
+    ids = np.arange(100, 135)  # items 135..139 have no vector
+    np.save(tmp_path / "vectors.npy", rng.normal(size=[len(ids), 6]).astype(np.float32))
+    (tmp_path / "ids.txt").write_text("\n".join(map(str, ids)) + "\n")
+    task = get_task("retrieval")
+    config = {**CONFIG, "item_features": ["genres", "vectors"]}
+    data = task.build_data(dataset(), config, {"split": "cold_items", "cold_fraction": 0.2, "split_seed": 1,
+                                               "item_vectors": str(tmp_path / "vectors.npy"),
+                                               "item_vector_ids": str(tmp_path / "ids.txt")})
+    model = task.build_model(get_model_spec("sasrec"), data, config)
+    result = task.fit(model, data, epochs=1, batch_size=64, run_dir=tmp_path / "run", extra_config={"model": "sasrec"},
+                      verbose=0)
+    _, weights = result.model.encoder.item_tower(result.model.encoder.embedding.item_embeddings.embeddings,
+                                                 return_weights=True)
+    missing = data.vocabulary.lookup(np.arange(135, 140))
+    assert (weights.numpy()[missing, 2] == 0).all() and (weights.numpy()[data.vocabulary.lookup(ids), 2] > 0).all()
+    run = task.load_run(tmp_path / "run", {"model": "sasrec"})
+    task.export(run, tmp_path / "serving" / "v" / "1")
+    served = tf.saved_model.load(str(tmp_path / "serving" / "v" / "1")).signatures["embed_items"]
+    out = served(genres=tf.constant(["Drama", ""]), vector=tf.constant(np.stack([np.ones(6), np.zeros(6)]), tf.float32))
+    assert out["modality_weights"].numpy()[1].sum() == 0  # no genre, an all-zero (missing) vector: nothing
+    assert out["modality_weights"].numpy()[0, 2] > 0

@@ -80,7 +80,9 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
         * "year": a learned embedding of the release year (clipped to the trained range).
         * "vectors": user-supplied per-item vectors (`read_item_vectors`).
     The query of the attention is the item's id vector, or a learned "cold" query where the id
-    is masked.
+    is masked. With `id_residual` (the default) a warm item's vector is its id vector plus the
+    fused vector, so warm items keep what an id-only model learns; a cold item's is the fused
+    content alone.
 
     The catalogue's content lives in non-trainable weights (`set_catalogue`), so a saved model
     carries it; `embed_raw` embeds items that are not in the catalogue from raw content.
@@ -95,6 +97,8 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
         vector_dim: Width of the user-supplied vectors, with "vectors".
         title_length: Title words read per item.
         id_dropout: Share of warm items whose id is masked per training step.
+        id_residual: Add a warm item's id vector to the fused vector, so that warm items keep
+            what an id-only model learns (the attention then fuses the content on top).
         **kwargs: Standard layer arguments.
 
     Example:
@@ -108,7 +112,7 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
     """
 
     config_keys = ("vocab_size", "units", "item_features", "title_vocabulary", "genre_vocabulary", "year_range",
-                   "vector_dim", "title_length", "id_dropout")
+                   "vector_dim", "title_length", "id_dropout", "id_residual")
 
     def __init__(
         self,
@@ -121,6 +125,7 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
         vector_dim: Optional[int] = None,
         title_length: int = 16,
         id_dropout: float = 0.2,
+        id_residual: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -134,6 +139,7 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
         if not 0.0 <= float(id_dropout) < 1.0:
             raise ValueError(f"{owner}: `id_dropout` must be in [0, 1); got {id_dropout!r}.")
         self.id_dropout = float(id_dropout)
+        self.id_residual = bool(id_residual)
         needed = {"title": ("title_vocabulary", title_vocabulary), "genres": ("genre_vocabulary", genre_vocabulary),
                   "year": ("year_range", year_range), "vectors": ("vector_dim", vector_dim)}
         for feature, (argument, value) in needed.items():
@@ -260,7 +266,12 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
             inputs["vectors"] = vectors
             mask["vectors"] = tf.cast(vector_present, tf.bool)
         query = tf.where(id_present[:, tf.newaxis], id_vectors, self.cold_query[tf.newaxis, :])
-        return self.attention(inputs, query, mask=mask, training=training, return_weights=True)
+        fused, weights = self.attention(inputs, query, mask=mask, training=training, return_weights=True)
+        if self.id_residual:
+            # A warm item keeps its id vector whole, as an id-only model has it, and adds the fused
+            # content; a cold (or id-dropped) item is the fused content alone.
+            fused += id_vectors * tf.cast(id_present, id_vectors.dtype)[:, tf.newaxis]
+        return fused, weights
 
     def call(self, id_table: tf.Tensor, training: Optional[bool] = None, return_weights: bool = False) -> Any:
         """The fused catalogue `[vocab_size, units]` (and weights `[vocab_size, M]` if asked).
