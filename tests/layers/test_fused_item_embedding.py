@@ -156,3 +156,4 @@ def test_user_supplied_vectors_are_a_modality_and_a_missing_one_is_masked():
     assert raw_weights.numpy()[0, 2] > 0 and raw_weights.numpy()[0, 0] == 0
     with pytest.raises(ValueError, match="no item vectors"):
         content_vocabularies(CONTENT, TRAINED, ("vectors",))
+

@@ -383,8 +383,14 @@ def train_sequential(
     result = TrainingResult(model, validation_metrics, test, fit)
     if run_dir is not None:
         result.run_dir = runs.save_model(model, run_dir, split.vocabulary, extra_config)
-        split_summary = ({"kind": "random ratio per user", "ratios": list(split.ratios), "seed": split.seed,
-                          **split.num_interactions()} if isinstance(split, RatioSplit) else {"kind": "leave one out"})
+        if isinstance(split, RatioSplit):
+            split_summary = {"kind": "random ratio per user", "ratios": list(split.ratios), "seed": split.seed,
+                             **split.num_interactions()}
+        elif isinstance(split, ColdItemSplit):
+            split_summary = {"kind": "leave one out, cold items", "cold_fraction": split.fraction, "seed": split.seed,
+                             "cold_items": len(split.cold_items), **split.num_interactions()}
+        else:
+            split_summary = {"kind": "leave one out"}
         runs.write_metrics(run_dir, result.metrics(init_from=str(init_from) if init_from else None,
                                                    split=split_summary))
     return result
