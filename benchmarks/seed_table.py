@@ -100,8 +100,12 @@ TABLES = {
                            metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20")),
     "multitask": _multitask_table(),
     # Attentive item CF (ML-1M): leave-one-out, the sasrec card's protocol ...
-    "itemcf": Table(models=("fism", "nais"), comparisons=(("nais", "fism", "ndcg@10"),),
-                    metrics=("hr@10", "ndcg@10", "hr@20", "ndcg@20")),
+    # `nais:pretrained` starts from the same seed's `fism` run of the table (the NAIS paper's
+    # pretraining: the item tables from FISM, the attention fresh); run it after `fism`.
+    "itemcf": Table(models=("fism", "nais", "nais:pretrained"),
+                    comparisons=(("nais", "fism", "ndcg@10"), ("nais:pretrained", "fism", "ndcg@10")),
+                    metrics=("hr@10", "ndcg@10", "hr@20", "ndcg@20"),
+                    variants={"pretrained": ("--init-from", "{output}/fism-seed{seed}")}),
     # ... and the CF random 80/10/10 split (`--set split=ratio`), the graph models' protocol.
     "itemcf_ratio": Table(models=("fism:ratio", "nais:ratio"), comparisons=(("nais:ratio", "fism:ratio", "ndcg@10"),),
                           metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20"),
@@ -122,14 +126,17 @@ TABLES = {
 }
 
 
-def row_command(row: str, spec: Table) -> tuple[str, list[str]]:
-    """`(zoo model, extra CLI flags)` of a table row: `mmoe:rating` -> mmoe with the other weights 0."""
+def row_command(row: str, spec: Table, output: str = "", seed: int = 0) -> tuple[str, list[str]]:
+    """`(zoo model, extra CLI flags)` of a table row: `mmoe:rating` -> mmoe with the other weights 0.
+
+    A variant's flags may name `{output}` and `{seed}` (e.g. `--init-from {output}/fism-seed{seed}`).
+    """
     model, _, variant = row.partition(":")
     if not variant:
         return model, []
     if variant not in spec.variants:
         raise ValueError(f"row {row!r}: the variant after ':' must be one of {list(spec.variants)}.")
-    return model, list(spec.variants[variant])
+    return model, [flag.format(output=output, seed=seed) for flag in spec.variants[variant]]
 
 
 def run_one(row: str, seed: int, args: argparse.Namespace) -> dict:
@@ -139,7 +146,7 @@ def run_one(row: str, seed: int, args: argparse.Namespace) -> dict:
     if args.resume and metrics_path.is_file():
         return json.loads(metrics_path.read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
-    model, flags = row_command(row, TABLES[args.task])
+    model, flags = row_command(row, TABLES[args.task], str(args.output), seed)
     command = [
         sys.executable, "-m", "tf_attnrec.cli", "train", "--model", model, *flags,
         "--config", str(REPO / "models" / model / "config.yaml"), "--dataset", args.dataset,

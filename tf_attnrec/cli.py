@@ -436,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(e.g. --set split=ratio); repeatable")
     train.add_argument("--jit", action="store_true", help="compile the train step with XLA")
     train.add_argument("--init-from", metavar="RUN_DIR",
-                       help="warm-start from a saved run (same model config and dataset) to continue it")
+                       help="warm-start from a saved run: of the same model to continue it (same model config and "
+                            "dataset), or of another model to pretrain the weights both share (e.g. nais from "
+                            "a fism run, as the NAIS paper does)")
     train.add_argument("--time-limit", type=float, metavar="MINUTES",
                        help="stop after the first validation past this many minutes (best weights kept)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")

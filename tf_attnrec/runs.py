@@ -270,32 +270,54 @@ def _architecture(config: Any) -> Any:
 
 def load_weights_from_run(
     model: tf.keras.Model, run_dir: PathLike, vocabulary: Optional[Vocabulary] = None
-) -> None:
-    """Warm-starts `model` with the weights of a saved run (to continue its training).
+) -> int:
+    """Warm-starts `model` with the weights of a saved run.
+
+    A run of the same model class continues: every weight is copied, and the config must be the
+    same. A run of another zoo model pretrains: the weights the two models share (the same
+    attribute path, e.g. `history_embedding`, and shape) are copied and the others keep their
+    fresh initialisation, e.g. `nais` from a `fism` run, as the NAIS paper pretrains.
 
     Args:
-        model: A model built with the same architecture as the saved one.
+        model: The model to train.
         run_dir: A directory written by `save_model`.
         vocabulary: The vocabulary `model` is trained with; it must equal the saved one, or
             item rows would be assigned to the wrong items.
 
+    Returns:
+        How many of `model`'s weights were copied.
+
     Raises:
         FileNotFoundError: `run_dir` lacks the config or the weights.
-        ValueError: the saved architecture or vocabulary differs from `model`'s.
+        ValueError: the saved config (same class) or vocabulary differs from `model`'s, or a
+            run of another model shares no weight with it.
     """
     saved, saved_vocabulary, _ = load_model(run_dir)
     model.build_variables()
-    if _architecture(saved.get_config()) != _architecture(model.get_config()):
-        raise ValueError(
-            f"{pathlib.Path(run_dir) / CONFIG_FILE}: the saved model's config differs from the "
-            "model being trained; continue a run with the same model config."
-        )
     if vocabulary is not None and saved_vocabulary is not None and saved_vocabulary != vocabulary:
         raise ValueError(
             f"{pathlib.Path(run_dir) / VOCABULARY_FILE}: the saved item vocabulary differs from "
             "the training data's; continue a run on the same dataset."
         )
+    if type(saved) is not type(model):
+        before = [w.numpy() for w in model.weights]
+        # The checkpoint is matched object by object: only the shared attribute paths restore.
+        try:
+            model.load_weights(str(pathlib.Path(run_dir) / WEIGHTS_PREFIX)).expect_partial()
+        except AssertionError:  # TensorFlow's "nothing except the root object matched"
+            pass
+        copied = sum(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.weights))
+        if not copied:
+            raise ValueError(f"{run_dir}: the saved {type(saved).__name__} shares no weight with the "
+                             f"{type(model).__name__} being trained; nothing to pretrain from.")
+        return copied
+    if _architecture(saved.get_config()) != _architecture(model.get_config()):
+        raise ValueError(
+            f"{pathlib.Path(run_dir) / CONFIG_FILE}: the saved model's config differs from the "
+            "model being trained; continue a run with the same model config."
+        )
     model.set_weights(saved.get_weights())
+    return len(model.weights)
 
 
 # ------------------------------------------------------------------------- side features

@@ -78,3 +78,22 @@ def test_learning_rate_patience_must_be_below_early_stopping_patience(trained_ru
     model = create_model("sasrec", vocab_size=split.vocabulary.size, **CONFIG)
     with pytest.raises(ValueError, match="reduce_lr_patience"):
         train_sequential(model, split, epochs=1, patience=4, reduce_lr_patience=4, verbose=0)
+
+
+def test_a_run_of_another_model_pretrains_the_shared_weights(trained_run, tmp_path):
+    """nais from a fism run (the NAIS paper's pretraining): item tables copied, attention fresh."""
+    split, _ = trained_run
+    config = {"max_length": 20, "embedding_dim": 8}
+    fism = create_model("fism", vocab_size=split.vocabulary.size, **config)
+    train_sequential(fism, split, epochs=1, batch_size=4096, evaluate_test=False, run_dir=tmp_path / "fism", verbose=0)
+    nais = create_model("nais", vocab_size=split.vocabulary.size, attention_dim=4, **config)
+    nais.build_variables()
+    attention = [w.numpy() for w in nais.similarity.weights]
+    copied = load_weights_from_run(nais, tmp_path / "fism", split.vocabulary)
+    assert copied == 3  # history and candidate tables, item bias
+    for name in ("history_embedding", "candidate_embedding", "item_bias"):
+        np.testing.assert_array_equal(getattr(nais, name).embeddings.numpy(), getattr(fism, name).embeddings.numpy())
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(attention, nais.similarity.weights))
+    sasrec = create_model("sasrec", vocab_size=split.vocabulary.size, **CONFIG)
+    with pytest.raises(ValueError, match="shares no weight"):
+        load_weights_from_run(sasrec, tmp_path / "fism", split.vocabulary)

@@ -119,6 +119,17 @@ def test_item_cf_tables_run_both_protocols(table_script):
         table_script.row_command("nais:ratio", loo)
     assert ("nais", "fism", "ndcg@10") in loo.comparisons and "hr@10" in loo.metrics
     assert ("nais:ratio", "fism:ratio", "ndcg@10") in ratio.comparisons and "recall@10" in ratio.metrics
+    # The pretrained row starts from the same seed's fism run of the same table.
+    assert table_script.row_command("nais:pretrained", loo, "/runs/t", 2) == ("nais", ["--init-from", "/runs/t/fism-seed2"])
+
+
+def test_cold_start_table_compares_the_fused_tower_on_cold_and_warm_users(table_script):
+    spec = table_script.TABLES["cold_start"]
+    model, flags = table_script.row_command("sasrec:fused", spec)
+    assert model == "sasrec" and "split=cold_items" in flags and "item_features=[genres,title,year]" in flags
+    assert table_script.row_command("sasrec:cold", spec) == ("sasrec", ["--set", "split=cold_items"])
+    assert ("sasrec:fused", "content_similarity:cold", "cold_ndcg@10") in spec.comparisons
+    assert ("sasrec:fused", "sasrec:cold", "warm_ndcg@10") in spec.comparisons
 
 
 def test_each_run_trains_the_requested_dataset_with_the_zoo_command(table_script, tmp_path, monkeypatch):
