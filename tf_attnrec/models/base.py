@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Union
 
 import numpy as np
 import tensorflow as tf
@@ -83,3 +83,31 @@ class RecommenderModel(tfrs.Model):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "RecommenderModel":
         return cls(**config)
+
+
+class FittedWithoutGradients(RecommenderModel):
+    """Base of the models fitted without gradient descent (by counting, or by reading item
+    content) that score a history: `popularity`, `content_similarity`.
+
+    `train_sequential` skips `fit` for them (`requires_training = False`); a subclass
+    implements `score(history) -> [B, vocab_size]` and says in `fitted_by` how it is fitted.
+    """
+
+    requires_training = False
+    #: How the model is fitted instead of `fit()` (for the error that `compute_loss` raises).
+    fitted_by: str = "adapt(train_sequences)"
+
+    def call(self, inputs: Union[tf.Tensor, Mapping[str, tf.Tensor]], training: Any = None) -> tf.Tensor:
+        history = inputs["history"] if isinstance(inputs, Mapping) else inputs
+        return self.score(history)
+
+    def build_variables(self) -> None:
+        self.score(tf.zeros([1, 1], tf.int32))
+
+    def score(self, history: tf.Tensor) -> tf.Tensor:
+        """`[B, vocab_size]` scores of every item for each history (rows 0 and 1: -1e9)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement score().")
+
+    def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        raise TypeError(f"{type(self).__name__} is not trained with fit(); it is fitted by {self.fitted_by}.")
+

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tf_attnrec.data.item_content import GENRE_SEPARATOR, ItemContent, check_item_features
-from tf_attnrec.models.base import RecommenderModel
+from tf_attnrec.models.base import FittedWithoutGradients
 from tf_attnrec.models.registry import register_model
 
 _EXCLUDED = -1e9
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class ContentSimilarityModel(RecommenderModel):
+class ContentSimilarityModel(FittedWithoutGradients):
     """Mean cosine similarity of an item's content to the items of the history; no ids, no training.
 
     Each item is a content vector: its genre multi-hot and its title's bag of words weighted by
@@ -40,7 +40,7 @@ class ContentSimilarityModel(RecommenderModel):
         ```
     """
 
-    requires_training = False
+    fitted_by = "set_item_content(content): it reads item content only"
 
     def __init__(self, vocab_size: int, max_length: int = 200, item_features: Sequence[str] = ("genres", "title"),
                  title_weight: float = 0.5, item_content: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> None:
@@ -88,13 +88,6 @@ class ContentSimilarityModel(RecommenderModel):
     def adapt(self, sequences: Iterable[np.ndarray]) -> None:
         """Nothing to count: the model reads content only."""
 
-    def call(self, inputs: Union[tf.Tensor, Mapping[str, tf.Tensor]], training=None) -> tf.Tensor:
-        history = inputs["history"] if isinstance(inputs, Mapping) else inputs
-        return self.score(history)
-
-    def build_variables(self) -> None:
-        self.score(tf.zeros([1, 1], tf.int32))
-
     def score(self, history: tf.Tensor) -> tf.Tensor:
         """`[B, vocab_size]`: mean cosine to the history's items (-1e9 for rows 0 and 1)."""
         history = tf.cast(history, tf.int32)[:, -self.max_length:]
@@ -104,9 +97,6 @@ class ContentSimilarityModel(RecommenderModel):
         scores = tf.matmul(profile, self.content_table, transpose_b=True)
         excluded = tf.concat([tf.fill([2], _EXCLUDED), tf.zeros([self.vocab_size - 2])], axis=0)
         return scores + excluded
-
-    def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        raise TypeError("ContentSimilarityModel is not trained with fit(); it reads item content only.")
 
     def get_config(self) -> dict[str, Any]:
         return {"vocab_size": self.vocab_size, "max_length": self.max_length, "item_features": self.item_features,

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Iterable
 
 import numpy as np
 import tensorflow as tf
 
-from tf_attnrec.models.base import RecommenderModel, count_items
+from tf_attnrec.models.base import FittedWithoutGradients, count_items
 from tf_attnrec.models.registry import register_model
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
-class PopularityModel(RecommenderModel):
+class PopularityModel(FittedWithoutGradients):
     """Scores every item by how often it occurs in the training sequences.
 
     Every user gets the same ranking (minus the items they have seen, which the evaluator
@@ -37,8 +37,6 @@ class PopularityModel(RecommenderModel):
         3
     """
 
-    requires_training = False
-
     def __init__(self, vocab_size: int, max_length: int = 200, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(vocab_size, int) or vocab_size < 3:
@@ -56,24 +54,12 @@ class PopularityModel(RecommenderModel):
         """Counts item occurrences in the training sequences."""
         self.item_counts.assign(count_items(sequences, self.vocab_size))
 
-    def call(self, inputs: Union[tf.Tensor, Mapping[str, tf.Tensor]], training=None) -> tf.Tensor:
-        history = inputs["history"] if isinstance(inputs, Mapping) else inputs
-        return self.score(history)
-
-    def build_variables(self) -> None:
-        self.score(tf.zeros([1, 1], tf.int32))
-
     def score(self, history: tf.Tensor) -> tf.Tensor:
         """`[B, vocab_size]` popularity scores, the same row for every history."""
         scores = tf.math.log1p(self.item_counts)
         scores = tf.concat([tf.fill([2], tf.constant(-1e9, tf.float32)), scores[2:]], axis=0)
         batch = tf.shape(history)[0]
         return tf.tile(scores[tf.newaxis, :], [batch, 1])
-
-    def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        raise TypeError(
-            "PopularityModel is not trained with fit(); call model.adapt(train_sequences)."
-        )
 
     def get_config(self) -> dict[str, Any]:
         return {"vocab_size": self.vocab_size, "max_length": self.max_length, "name": self.name}
