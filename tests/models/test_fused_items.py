@@ -196,3 +196,24 @@ def test_a_users_own_item_vectors_are_fused_and_served(tmp_path):
     out = served(genres=tf.constant(["Drama", ""]), vector=tf.constant(np.stack([np.ones(6), np.zeros(6)]), tf.float32))
     assert out["modality_weights"].numpy()[1].sum() == 0  # no genre, an all-zero (missing) vector: nothing
     assert out["modality_weights"].numpy()[0, 2] > 0
+
+
+def test_a_ranker_with_fused_items_exports_and_serves_unknown_ids(tmp_path):
+    task, spec = get_task("ranking"), get_model_spec("din")
+    config = {**spec.tiny, "item_features": ["genres", "title", "year"]}
+    data = task.build_data(dataset(), {"max_length": spec.tiny["max_length"]},
+                           {"train_positions_per_user": 3, "num_negatives": 1})
+    model = task.build_model(spec, data, config)
+    task.fit(model, data, epochs=1, batch_size=256, run_dir=tmp_path / "run", extra_config={"model": "din"}, verbose=0)
+    run = task.load_run(tmp_path / "run", {"model": "din"})
+    task.export(run, tmp_path / "serving" / "din" / "1")
+    served = tf.saved_model.load(str(tmp_path / "serving" / "din" / "1")).signatures["serving_default"]
+    request = {}
+    for name, spec_ in served.structured_input_signature[1].items():
+        if spec_.shape.rank == 2:  # the history: known ids, an unknown one, padding
+            request[name] = tf.constant([["101", "107", "999999", ""], ["", "", "", ""]])
+        else:
+            request[name] = tf.constant({"item_id": ["103", "999999"], "user_id": ["1", "2"], "gender": ["F", "X"],
+                                         "age": ["25", "18"], "occupation": ["3", "77"]}[name])
+    outputs = {key: value.numpy() for key, value in served(**request).items()}
+    assert all(np.isfinite(value).all() for value in outputs.values() if value.dtype.kind == "f")
