@@ -81,14 +81,16 @@ def test_embed_items_serves_the_candidate_vector_of_raw_content(trained, tmp_pat
     assert "embed_items" in str(summary)
     cold = int(data.cold_items[0])
     content = data.item_content
-    request = {"title": [content.titles[cold], "unheard of"], "genres": [content.genres[cold], "Western"],
-               "year": [int(content.years[cold]), 0]}
+    request = {"title": [content.titles[cold], "unheard of", "\U0001f642 \u00fcn\u00efcod\u00e9 " * 200],
+               "genres": [content.genres[cold], "Western", "||Drama|"], "year": [int(content.years[cold]), 0, -5]}
     served = fresh_tensorflow.serve(tmp_path / "serving" / "sasrec" / "1", request, signatures=("embed_items",))
     vectors = served["embed_items"]["item_embedding"]
     # A cold catalogue item is embedded from its content only: exactly what embed_items gives.
     np.testing.assert_allclose(vectors[0], result.model.item_embeddings.numpy()[cold], rtol=1e-5, atol=1e-6)
     assert (served["embed_items"]["modality_weights"][:, 0] == 0).all()  # no trained id
     assert np.isfinite(vectors).all() and (vectors[1] == 0).all()  # nothing known about item 2: zero, no NaN
+    # Odd unicode, empty genre names and a negative year: only the known genre counts.
+    assert served["embed_items"]["modality_weights"][2].tolist() == [0.0, 1.0, 0.0, 0.0]
 
 
 def test_a_new_item_without_interactions_is_recommended(trained, tmp_path, fresh_tensorflow):
