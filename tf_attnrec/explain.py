@@ -187,6 +187,14 @@ def _lookup_item(vocabulary: Vocabulary, item: Any) -> tuple[Any, int]:
     return raw_item, item_index
 
 
+def model_input(sequence: np.ndarray, length: int) -> np.ndarray:
+    """int32 `[length]`: the most recent `length` items of `sequence`, left-padded with 0."""
+    recent = np.asarray(sequence)[-length:]
+    padded = np.zeros(length, np.int32)
+    padded[length - len(recent):] = recent
+    return padded
+
+
 def _full_sequence(split: SequenceSplit, row: int) -> np.ndarray:
     parts = [split.train[row]]
     for target in (split.validation_target[row], split.test_target[row]):
@@ -392,10 +400,7 @@ def explain_history(
         )
     row, sequence = history_at_test_time(split, user)
     raw_user = split.users[row]
-    length = int(model.max_length)
-    recent = sequence[-length:]
-    padded = np.zeros(length, np.int32)
-    padded[length - len(recent):] = recent
+    padded = model_input(sequence, int(model.max_length))
     history = tf.constant(padded[None, :])
     scores = np.asarray(model.score(history).numpy()[0], np.float64)
     candidates = np.arange(len(scores)) >= FIRST_ID

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tf_attnrec.data.splits import SequenceSplit
 from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
-from tf_attnrec.explain import history_at_test_time, item_label, require_matplotlib
+from tf_attnrec.explain import history_at_test_time, item_label, model_input, require_matplotlib
 
 PathLike = Union[str, os.PathLike]
 KIND = "item modalities"
@@ -57,11 +57,7 @@ def explain_modalities(model: Any, vocabulary: Vocabulary, split: SequenceSplit,
     tower = item_tower(model)
     weights = catalogue_modality_weights(model)
     row, sequence = history_at_test_time(split, user)
-    length = int(model.max_length)
-    recent = sequence[-length:]
-    padded = np.zeros([1, length], np.int32)
-    padded[0, length - len(recent):] = recent
-    scores = model.score(tf.constant(padded)).numpy()[0]
+    scores = model.score(tf.constant(model_input(sequence, int(model.max_length))[None, :])).numpy()[0]
     scores[:FIRST_ID] = -np.inf
     scores[sequence] = -np.inf  # seen before the test item
     top = np.argsort(-scores, kind="stable")[:k]
