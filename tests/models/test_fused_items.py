@@ -93,6 +93,32 @@ def test_embed_items_serves_the_candidate_vector_of_raw_content(trained, tmp_pat
     assert served["embed_items"]["modality_weights"][2].tolist() == [0.0, 1.0, 0.0, 0.0]
 
 
+def _tower_variables(function) -> list[str]:
+    """The item tower's variables a concrete function reads."""
+    return [v.name for v in function.variables if v.name.startswith("item_tower/")]
+
+
+def test_a_served_request_reads_the_fused_catalogue_computed_at_export(trained, tmp_path):
+    task, data, result, run_dir = trained
+    run = task.load_run(run_dir, {"model": "sasrec"})
+    vocabulary = run.artifacts["vocabulary"]
+    export_dir = tmp_path / "serving" / "sasrec" / "3"
+    task.export(run, export_dir, k=vocabulary.num_items)
+    loaded = tf.saved_model.load(str(export_dir))
+    serve = loaded.signatures["serving_default"]
+    # embed_items runs the tower; a recommendation reads the table fused at export instead.
+    assert _tower_variables(loaded.signatures["embed_items"])
+    assert not _tower_variables(serve) and "fused_item_table:0" in [v.name for v in serve.variables]
+    warm = [int(i) for i in range(2, vocabulary.size) if i not in data.cold_items][:5]
+    served = serve(history=tf.constant([[str(r) for r in vocabulary.raw_ids(warm)]]))
+    expected = run.model.score(tf.constant([[0, 0, 0, *warm]])).numpy()[0]
+    served_ids = [int(vocabulary.lookup(int(raw))) for raw in served["item_ids"].numpy()[0].astype(str) if raw]
+    np.testing.assert_allclose(served["scores"].numpy()[0][:len(served_ids)], expected[served_ids],
+                               rtol=1e-5, atol=1e-6)
+    unseen = np.setdiff1d(np.arange(2, vocabulary.size), warm)
+    assert sorted(served_ids) == sorted(unseen.tolist())  # the whole catalogue but the history
+
+
 def test_a_new_item_without_interactions_is_recommended(trained, tmp_path, fresh_tensorflow):
     task, data, result, run_dir = trained
     run = task.load_run(run_dir, {"model": "sasrec"})

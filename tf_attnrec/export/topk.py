@@ -124,6 +124,11 @@ class _RetrievalModule(tf.Module):
         self._encode = functools.partial(model.__call__, training=False)
         tower = getattr(getattr(model, "encoder", None), "item_tower", None)
         if tower is not None:
+            # The fused catalogue is fixed once trained: computed here once, a request reads it
+            # like an id table instead of running the tower over every item (twice).
+            self.fused_item_table = tf.Variable(model.item_embeddings, trainable=False, name="fused_item_table")
+            self._score = functools.partial(model.score, item_table=self.fused_item_table)
+            self._encode = functools.partial(model.__call__, training=False, item_table=self.fused_item_table)
             # Tracked, so the tower's in-graph vocabularies (title words, genres) are saved.
             self.item_tower = tower
             self.embed_items = tf.function(functools.partial(_embed_items, tower),

@@ -164,8 +164,9 @@ class SASRecEncoder(AttentionSequenceEncoder):
             x = self.final_norm(x)
         return x * tf.cast(mask, x.dtype)[:, :, tf.newaxis]
 
-    def call(self, history: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-        return self.encode_sequence(history, training=training)[:, -1, :]
+    def call(self, history: tf.Tensor, training: Optional[bool] = None,
+             item_table: Optional[tf.Tensor] = None) -> tf.Tensor:
+        return self.encode_sequence(history, training=training, item_table=item_table)[:, -1, :]
 
     def _query_attention(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         """The last position's self-attention `[B, num_heads, L]` in the last block.

@@ -147,8 +147,16 @@ class SequentialRetrievalModel(RecommenderModel):
             inputs = inputs["history"]
         return tf.cast(inputs, tf.int32)
 
-    def call(self, inputs: Union[tf.Tensor, Mapping[str, tf.Tensor]], training=None) -> tf.Tensor:
-        return self.encoder(self._history(inputs), training=training)
+    def call(self, inputs: Union[tf.Tensor, Mapping[str, tf.Tensor]], training=None,
+             item_table: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """The query `[B, D]` of each history.
+
+        `item_table`, for an encoder with an item tower only: the precomputed fused table to read
+        the history's item vectors from (see `score`).
+        """
+        if item_table is None:
+            return self.encoder(self._history(inputs), training=training)
+        return self.encoder(self._history(inputs), training=training, item_table=item_table)
 
     @property
     def max_length(self) -> int:
@@ -163,10 +171,21 @@ class SequentialRetrievalModel(RecommenderModel):
     def build_variables(self) -> None:
         self.score(tf.zeros([1, self.max_length], tf.int32))
 
-    def score(self, history: tf.Tensor) -> tf.Tensor:
-        """Scores `[B, vocab_size]` of every item for each history (rows 0, 1 get -1e9)."""
-        query = self(history, training=False)
-        logits = tf.matmul(query, self.item_embeddings, transpose_b=True)
+    def score(self, history: tf.Tensor, item_table: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """Scores `[B, vocab_size]` of every item for each history (rows 0, 1 get -1e9).
+
+        Args:
+            history: int `[B, L]` item ids, left-padded with 0 (or a dict with "history").
+            item_table: The candidate table `item_embeddings`, when the caller holds it already.
+                With an item tower the table is computed from every item's content, so it is
+                computed once here for both the history and the candidates; an export passes a
+                frozen copy, so that a served request never recomputes the catalogue.
+        """
+        fused = self.encoder.item_tower is not None
+        if item_table is None:
+            item_table = self.item_embeddings
+        query = self(history, training=False, item_table=item_table if fused else None)
+        logits = tf.matmul(query, item_table, transpose_b=True)
         return logits + self._logit_bias
 
     def attention_weights(
