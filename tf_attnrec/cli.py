@@ -5,7 +5,9 @@
         [--output runs/NAME] [--epochs N] [--set hidden_dim=32 ...]
     tf-attnrec evaluate RUN_DIR [--protocol full|sampled] [--stage test|validation]
     tf-attnrec recommend RUN_DIR --history ID,ID,... [-k 10]
+        [--ranking RANKING_RUN --gender G --age A --occupation O [--candidates 200]]
     tf-attnrec export RUN_DIR --output serving/NAME/1 [-k 10]
+    tf-attnrec cascade --retrieval RUN_A --ranking RUN_B --output serving/NAME/1 [--candidates 200] [-k 10]
     tf-attnrec explain RUN_DIR --user U [--item I] [--output PNG]
     tf-attnrec list-models [--task retrieval|ranking|collaborative|multitask]
 
@@ -276,10 +278,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise ValueError(f"-k must be >= 1; got {args.k}.")
-    task, run = _load_run(pathlib.Path(args.run_dir))
     tokens = [token.strip() for token in args.history.split(",") if token.strip()]
     if not tokens:
         raise ValueError("--history is empty; pass raw item ids separated by commas, e.g. --history 1,50,181.")
+    if args.ranking:
+        return _recommend_with_ranker(args, tokens)
+    task, run = _load_run(pathlib.Path(args.run_dir))
     vocabulary = run.artifacts.get("vocabulary")
     integer_ids = vocabulary is None or np.issubdtype(vocabulary.raw_ids([2]).dtype, np.integer)
     raw = [_as_int(token) if integer_ids else token for token in tokens]
@@ -304,6 +308,44 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     print(f"  {'rank':>4}  {'item_id':>8}  {'score':>9}  title")
     for row in recommended:
         print(f"  {row['rank']:>4}  {row['item_id']!s:>8}  {row['score']:>9.3f}  {row['title'] or ''}".rstrip())
+    return 0
+
+
+def _recommend_with_ranker(args: argparse.Namespace, tokens: list[str]) -> int:
+    """`recommend RUN --ranking RUN_B`: the two-stage cascade, as `tf-attnrec cascade` exports it."""
+    from tf_attnrec import runs
+    from tf_attnrec.cascade import Cascade
+
+    if args.include_seen:
+        raise ValueError("--include-seen does not apply with --ranking: the cascade never returns history items.")
+    cascade = Cascade.from_runs(args.run_dir, args.ranking)
+    users = {"gender": [args.gender or ""], "age": [args.age or ""], "occupation": [args.occupation or ""]}
+    result = cascade.recommend([tokens], users, candidates=args.candidates, k=args.k)
+    titles = runs.read_items(pathlib.Path(args.run_dir))
+    recommended = [
+        {"rank": rank, "item_id": item, "score": float(score), "retrieval_rank": int(retrieval_rank),
+         "title": titles.get(item, {}).get("title")}
+        for rank, (item, score, retrieval_rank) in enumerate(
+            zip(result["item_ids"][0], result["scores"][0], result["retrieval_rank"][0]), start=1) if item
+    ]
+    if args.format == "json":
+        print(json.dumps({"history": tokens, "user": {key: values[0] for key, values in users.items()},
+                          "recommendations": recommended}))
+        return 0
+    print(f"Top {len(recommended)} of {args.candidates} retrieved candidates, ordered by the ranker "
+          "(history items excluded):")
+    print(f"  {'rank':>4}  {'item_id':>8}  {'probability':>11}  {'retrieved':>9}  title")
+    for row in recommended:
+        print(f"  {row['rank']:>4}  {row['item_id']:>8}  {row['score']:>11.4f}  {row['retrieval_rank']:>9}  "
+              f"{row['title'] or ''}".rstrip())
+    return 0
+
+
+def cmd_cascade(args: argparse.Namespace) -> int:
+    from tf_attnrec.export.cascade import export_cascade_runs
+
+    print(export_cascade_runs(args.retrieval, args.ranking, pathlib.Path(args.output), candidates=args.candidates,
+                              k=args.k, index=args.index, overwrite=args.overwrite))
     return 0
 
 
@@ -461,7 +503,26 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("-k", type=int, default=10, help="number of items (default 10)")
     recommend.add_argument("--include-seen", action="store_true", help="allow items of the history")
     recommend.add_argument("--format", choices=("text", "json"), default="text")
+    recommend.add_argument("--ranking", metavar="RANKING_RUN",
+                           help="a ranking run: RUN_DIR retrieves --candidates items, this ranker orders them")
+    recommend.add_argument("--candidates", type=_positive_int, default=200,
+                           help="with --ranking: items retrieval hands to the ranker (default 200)")
+    for field in ("gender", "age", "occupation"):
+        recommend.add_argument(f"--{field}", default="", help=f"with --ranking: the user's {field} (raw value)")
     recommend.set_defaults(handler=cmd_recommend)
+
+    cascade = commands.add_parser("cascade", help="export retrieval + ranking as one TF Serving SavedModel "
+                                                  "(raw history and user attributes in, ranked top-k out)")
+    cascade.add_argument("--retrieval", required=True, metavar="RUN_A", help="a retrieval run (sasrec, nais, ...)")
+    cascade.add_argument("--ranking", required=True, metavar="RUN_B", help="a ranking run (din, bst, ...)")
+    cascade.add_argument("--output", required=True, help="serving/<name>/<version> (version: an integer)")
+    cascade.add_argument("--candidates", type=_positive_int, default=200,
+                         help="items retrieval hands to the ranker (default 200)")
+    cascade.add_argument("-k", type=_positive_int, default=10, help="items returned (default 10)")
+    cascade.add_argument("--index", choices=("brute_force", "scann"), default="brute_force",
+                         help="the retrieval stage's index (default exact)")
+    cascade.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    cascade.set_defaults(handler=cmd_cascade)
 
     export = commands.add_parser(
         "export", help="write a TF Serving SavedModel (retrieval: raw ids in, top-k out; ranking: raw features in, probability out)")

@@ -26,6 +26,7 @@ carry it, but no ranking model reads it (users are described by their attributes
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from typing import Mapping
 
@@ -101,20 +102,43 @@ class _RankingModule(tf.Module):
                 tf.shape(tensor)[0], batch,
                 message=f"`{name}` and `item_id` must have the same batch size (one row per example)",
             )
-        history_ids = common.left_padded(common.lookup_ids(self.item_table, history, empty_is_padding=True),
-                                  self._max_length)
-        item_ids = common.lookup_ids(self.item_table, item_id, empty_is_padding=False)
+        user = self.user_ids(gender, age, occupation, history)
+        return self.model_features(user, common.lookup_ids(self.item_table, item_id, empty_is_padding=False))
+
+    def user_ids(self, gender: tf.Tensor, age: tf.Tensor, occupation: tf.Tensor, history: tf.Tensor) -> dict:
+        """A request's user side as model ids: `[B]` attributes and the left-padded `[B, L]` history."""
         return {
             schema.USER_GENDER: common.lookup_ids(self.gender_table, gender, empty_is_padding=False),
             schema.USER_AGE: common.lookup_ids(self.age_table, age, empty_is_padding=False),
             schema.USER_OCCUPATION: common.lookup_ids(self.occupation_table, occupation, empty_is_padding=False),
+            schema.HISTORY_ITEM_IDS: common.left_padded(
+                common.lookup_ids(self.item_table, history, empty_is_padding=True), self._max_length),
+        }
+
+    def model_features(self, user: Mapping[str, tf.Tensor], item_ids: tf.Tensor) -> dict:
+        """`user_ids` rows and `[B]` candidate item ids -> the model's feature dict (genres, years added)."""
+        history_ids = user[schema.HISTORY_ITEM_IDS]
+        return {
+            **user,
             schema.ITEM_ID: item_ids,
             schema.ITEM_GENRES: tf.gather(self.item_genres, item_ids),
             schema.ITEM_YEAR: tf.gather(self.item_year, item_ids),
-            schema.HISTORY_ITEM_IDS: history_ids,
             schema.HISTORY_GENRES: tf.gather(self.item_genres, history_ids),
             schema.HISTORY_YEAR: tf.gather(self.item_year, history_ids),
         }
+
+    def candidate_probabilities(self, gender: tf.Tensor, age: tf.Tensor, occupation: tf.Tensor,
+                                history: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
+        """The probability `[B, C]` of each user's `[B, C]` raw candidate ids (the cascade's ranking stage).
+
+        The user side is looked up once per user and repeated per candidate as ids, so a
+        request of B users and C candidates scores B * C model rows.
+        """
+        num_candidates = tf.shape(candidates)[1]
+        user = {name: tf.repeat(ids, num_candidates, axis=0)
+                for name, ids in self.user_ids(gender, age, occupation, history).items()}
+        item_ids = common.lookup_ids(self.item_table, tf.reshape(candidates, [-1]), empty_is_padding=False)
+        return tf.reshape(self._probability(self.model_features(user, item_ids)), tf.shape(candidates))
 
     def _probability(self, features: dict) -> tf.Tensor:
         return tf.reshape(tf.cast(self._predict_proba(features), tf.float32), [-1])
@@ -163,6 +187,36 @@ def _check_fits(model: RankingModel, vocabularies: FeatureVocabularies, item_gen
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class PreparedRanking:
+    """A checked ranking export, before anything is written (`prepare_ranking`)."""
+
+    raw_values: dict  # vocabulary name -> its raw values, in id order (the asset files' lines)
+    item_genres: np.ndarray
+    item_year: np.ndarray
+
+    def module(self, model: RankingModel, scratch: pathlib.Path) -> _RankingModule:
+        """The `tf.Module` to save (or to nest in a larger one); writes its raw-value assets to `scratch`."""
+        id_files = {key: common.write_id_file(scratch / name, self.raw_values[key]) for key, name in ID_FILES.items()}
+        return _RankingModule(model, id_files, self.item_genres, self.item_year)
+
+
+def prepare_ranking(model: RankingModel, vocabularies: FeatureVocabularies, item_genres: np.ndarray,
+                    item_year: np.ndarray) -> PreparedRanking:
+    """Checks that a ranking model, its vocabularies and item tables fit, before any file is touched.
+
+    Raises:
+        TypeError / ValueError: as `export_ranking_model`.
+    """
+    item_genres = np.asarray(item_genres, np.int32)
+    item_year = np.asarray(item_year, np.int32)
+    _check_fits(model, vocabularies, item_genres, item_year)
+    raw_values = {key: common.raw_id_strings(getattr(vocabularies, key), f"{key} values") for key in ID_FILES}
+    if not model.built:  # variables are created by the first call
+        model.build_variables()
+    return PreparedRanking(raw_values, item_genres, item_year)
+
+
 def export_ranking_model(
     model: RankingModel,
     export_dir: common.PathLike,
@@ -201,17 +255,12 @@ def export_ranking_model(
         export_ranking_model(model, "serving/din/1", vocabularies=vocabularies, **tables)
         ```
     """
-    item_genres = np.asarray(item_genres, np.int32)
-    item_year = np.asarray(item_year, np.int32)
-    _check_fits(model, vocabularies, item_genres, item_year)
-    raw_values = {key: common.raw_id_strings(getattr(vocabularies, key), f"{key} values") for key in ID_FILES}
-    if not model.built:  # variables are created by the first call
-        model.build_variables()
+    prepared = prepare_ranking(model, vocabularies, item_genres, item_year)
+    item_genres, item_year = prepared.item_genres, prepared.item_year
     export_dir = pathlib.Path(export_dir)
     model_name, version = common.validate_export_dir(export_dir, overwrite)
     with common.staged_export(export_dir, overwrite) as (staging, scratch):
-        id_files = {key: common.write_id_file(scratch / name, raw_values[key]) for key, name in ID_FILES.items()}
-        module = _RankingModule(model, id_files, item_genres, item_year)
+        module = prepared.module(model, scratch)
         signatures = {"serving_default": module.serve.get_concrete_function()}
         if hasattr(module, "explain"):
             signatures["explain"] = module.explain.get_concrete_function()

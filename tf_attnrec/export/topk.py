@@ -9,6 +9,7 @@ and the map back to raw ids. Unknown ids become the out-of-vocabulary id; nothin
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -225,6 +226,84 @@ def _embed_items(tower: tf.keras.layers.Layer, *inputs: tf.Tensor) -> dict:
     return {"item_embedding": embeddings, "modality_weights": weights}
 
 
+@dataclasses.dataclass(frozen=True)
+class PreparedRetrieval:
+    """A checked retrieval export, before anything is written (`prepare_retrieval`)."""
+
+    k: int
+    exclude_history: bool
+    max_length: int
+    raw_ids: list
+    table: Optional[tf.Variable]  # the candidate table (None: a model without item embeddings)
+    scann_layer: Optional[tf.keras.layers.Layer] = None
+    scann_num_neighbors: int = 0
+
+    def module(self, model: tf.keras.Model, id_file: pathlib.Path) -> "_RetrievalModule":
+        """The `tf.Module` to save (or to nest in a larger one); writes the raw-id asset `id_file`."""
+        return _RetrievalModule(model, str(write_id_file(id_file, self.raw_ids)), self.k, self.exclude_history,
+                                self.max_length, self.scann_layer, self.scann_num_neighbors,
+                                with_encode=self.table is not None)
+
+    def save_options(self) -> tf.saved_model.SaveOptions:
+        return tf.saved_model.SaveOptions(namespace_whitelist=["Scann"] if self.scann_layer is not None else None)
+
+
+def prepare_retrieval(
+    model: tf.keras.Model,
+    k: int,
+    index: str,
+    exclude_history: bool,
+    vocabulary: Vocabulary,
+    max_length: Optional[int] = None,
+    scann_options: Optional[Mapping[str, Any]] = None,
+    caller: str = "export_retrieval",
+    k_name: str = "k",
+) -> PreparedRetrieval:
+    """Checks a retrieval export's arguments and builds its index, before any file is touched.
+
+    Args: as `export_retrieval`; `caller` and `k_name` name the public function and its
+        argument `k` in error messages.
+
+    Returns:
+        A `PreparedRetrieval`, whose `module` builds the `tf.Module` to save.
+
+    Raises:
+        ValueError / TypeError / ImportError: as `export_retrieval`.
+    """
+    if index not in INDEXES:
+        raise ValueError(f"{caller}: index must be one of {INDEXES}; got {index!r}.")
+    if not isinstance(vocabulary, Vocabulary):
+        raise TypeError(
+            f"{caller}: `vocabulary` must be the tf_attnrec Vocabulary the model was "
+            f"trained with (load_model returns it); got {type(vocabulary).__name__}."
+        )
+    vocab_size = int(getattr(model, "vocab_size", -1))
+    if vocab_size != vocabulary.size:
+        raise ValueError(
+            f"{caller}: the model scores {vocab_size} ids but the vocabulary has "
+            f"{vocabulary.size} (num_items + 2); pass the vocabulary the model was trained with."
+        )
+    num_items = vocabulary.num_items
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_items:
+        raise ValueError(f"{caller}: {k_name} must be an int in [1, {num_items}]; got {k!r}.")
+    max_length = int(max_length or _model_max_length(model))
+    if not model.built:  # a model that was never called has no variables to export yet
+        model.score(tf.zeros([1, max_length], tf.int32))
+    table = _candidate_embeddings(model)
+    if index == "scann" and table is None:
+        raise ValueError(
+            f"{caller}: index='scann' needs a model with item embeddings; "
+            f"{type(model).__name__} has none. Use index='brute_force'."
+        )
+    scann_layer, num_neighbors = None, 0
+    if index == "scann":
+        scann_layer, num_neighbors = _scann_index(
+            table, k, max_length if exclude_history else 0, num_items, scann_options
+        )
+    return PreparedRetrieval(k, exclude_history, max_length, raw_id_strings(vocabulary), table,
+                             scann_layer, num_neighbors)
+
+
 def export_retrieval(
     model: tf.keras.Model,
     export_dir: PathLike,
@@ -285,58 +364,23 @@ def export_retrieval(
         served(history=tf.constant([["1193", "661", ""]]))["item_ids"]
         ```
     """
-    if index not in INDEXES:
-        raise ValueError(f"export_retrieval: index must be one of {INDEXES}; got {index!r}.")
-    if not isinstance(vocabulary, Vocabulary):
-        raise TypeError(
-            "export_retrieval: `vocabulary` must be the tf_attnrec Vocabulary the model was "
-            f"trained with (load_model returns it); got {type(vocabulary).__name__}."
-        )
-    vocab_size = int(getattr(model, "vocab_size", -1))
-    if vocab_size != vocabulary.size:
-        raise ValueError(
-            f"export_retrieval: the model scores {vocab_size} ids but the vocabulary has "
-            f"{vocabulary.size} (num_items + 2); pass the vocabulary the model was trained with."
-        )
-    num_items = vocabulary.num_items
-    if not isinstance(k, int) or not 1 <= k <= num_items:
-        raise ValueError(f"export_retrieval: k must be an int in [1, {num_items}]; got {k!r}.")
-    max_length = int(max_length or _model_max_length(model))
-    if not model.built:  # a model that was never called has no variables to export yet
-        model.score(tf.zeros([1, max_length], tf.int32))
-    table = _candidate_embeddings(model)
-    if index == "scann" and table is None:
-        raise ValueError(
-            f"export_retrieval: index='scann' needs a model with item embeddings; "
-            f"{type(model).__name__} has none. Use index='brute_force'."
-        )
-    scann_layer, num_neighbors = None, 0
-    if index == "scann":  # before touching export_dir, so a failed build deletes nothing
-        scann_layer, num_neighbors = _scann_index(
-            table, k, max_length if exclude_history else 0, num_items, scann_options
-        )
-    raw_ids = raw_id_strings(vocabulary)
+    prepared = prepare_retrieval(model, k, index, exclude_history, vocabulary, max_length, scann_options)
     export_dir = pathlib.Path(export_dir)
     model_name, version = validate_export_dir(export_dir, overwrite)
     with staged_export(export_dir, overwrite) as (staging, scratch):
-        module = _RetrievalModule(
-            model, str(write_id_file(scratch / ITEM_IDS_FILE, raw_ids)), k, exclude_history, max_length,
-            scann_layer, num_neighbors, with_encode=table is not None,
-        )
+        module = prepared.module(model, scratch / ITEM_IDS_FILE)
         signatures = {"serving_default": module.serve.get_concrete_function()}
-        if table is not None:
+        if prepared.table is not None:
             signatures["encode"] = module.encode.get_concrete_function()
         if hasattr(module, "embed_items"):
             signatures["embed_items"] = module.embed_items.get_concrete_function()
-        options = tf.saved_model.SaveOptions(
-            namespace_whitelist=["Scann"] if index == "scann" else None
-        )
-        tf.saved_model.save(module, str(staging), signatures=signatures, options=options)
-        if table is not None:
-            np.save(staging / "assets" / ITEM_EMBEDDINGS_FILE, np.asarray(table)[FIRST_ID:].astype(np.float32))
+        tf.saved_model.save(module, str(staging), signatures=signatures, options=prepared.save_options())
+        if prepared.table is not None:
+            np.save(staging / "assets" / ITEM_EMBEDDINGS_FILE,
+                    np.asarray(prepared.table)[FIRST_ID:].astype(np.float32))
 
     files = {"item_ids": export_dir / "assets" / ITEM_IDS_FILE}
-    if table is not None:
+    if prepared.table is not None:
         files["item_embeddings"] = export_dir / "assets" / ITEM_EMBEDDINGS_FILE
     return ExportSummary(
         export_dir=export_dir,
@@ -344,8 +388,8 @@ def export_retrieval(
         version=version,
         signatures=signature_infos(signatures),
         files=files,
-        details={"index": index, "k": k, "exclude_history": exclude_history, "max_length": max_length,
-                 "num_items": num_items},
+        details={"index": index, "k": k, "exclude_history": exclude_history,
+                 "max_length": prepared.max_length, "num_items": vocabulary.num_items},
     )
 
 
