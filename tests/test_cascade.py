@@ -87,3 +87,21 @@ def test_cut_offs_above_the_smallest_count_are_refused(setup):
     cascade, split, users = setup
     with pytest.raises(ValueError, match="smallest count"):
         evaluate_cascade(cascade, split, users, candidate_counts=(5, 50), ks=(10,))
+
+
+def test_the_benchmark_times_each_export_and_prints_one_row_per_stage(setup, tmp_path):
+    from conftest import load_benchmark
+
+    benchmark = load_benchmark("cascade_table")
+    cascade, split, users = setup
+    counts = benchmark.parse_counts(["12", "all", "20"], cascade.retrieval_vocabulary.num_items)
+    assert counts == [12, 20, 40]
+    quality = evaluate_cascade(cascade, split, users, candidate_counts=counts)
+    batches = {size: benchmark.requests(split, users, size, 4, seed=size) for size in benchmark.BATCH_SIZES}
+    assert len(batches[64]) == 4 and len(batches[64][0]["history"]) == 64  # 40 users, drawn with replacement
+    latency = benchmark.latency_table(cascade, counts[:2], batches, 10, tmp_path)
+    assert [(row["stage"], row["candidates"]) for row in latency] == [
+        ("retrieval", 0), ("retrieval", 0), ("cascade", 12), ("cascade", 12), ("cascade", 20), ("cascade", 20)]
+    assert all(0 < row["p50_ms"] <= row["p99_ms"] for row in latency)
+    table = benchmark.markdown(quality, latency).splitlines()
+    assert len(table) == 2 + 4 and table[2].startswith("| retrieval alone |") and table[-1].startswith("| cascade | 40 |")
