@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pathlib
 import struct
 import sys
@@ -168,6 +170,8 @@ def test_cli_explain_prints_the_top_items_with_titles_and_writes_the_png(din_run
     out = capsys.readouterr().out
     png = din_run / f"explain_user{SHORT_USER}_item{item}.png"
     assert png.is_file() and png.read_bytes()[:8] == PNG_MAGIC and str(png) in out
+    saved = json.loads(png.with_suffix(".json").read_text())  # the weights beside the picture
+    assert saved["item"] == item and len(saved["weights"]) == len(saved["history"]) > 0
     titles = runs.read_items(din_run)
     top = explain.top_items(short_user_explanation, 3)
     assert f"click probability {short_user_explanation['probability']:.4f}" in out

@@ -7,6 +7,8 @@ user's unseen items with `model.score`.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -186,6 +188,30 @@ def test_sasrec_weights_rebuild_the_last_position_and_match_the_layer():
     assert np.abs(wrong.numpy()[:2] - query[:2]).max() > 1e-5
 
 
+def test_sasrec_block_weights_are_each_blocks_query_attention():
+    model = build("sasrec")
+    encoder = model.encoder
+    history = tf.constant(HISTORIES)
+    blocks = encoder.block_attention_weights(history).numpy()  # [B, blocks, heads, L]
+    assert blocks.shape == (len(HISTORIES), 2, 2, MAX_LENGTH)
+    np.testing.assert_allclose(blocks[:, -1], model.attention_weights(history, per_head=True).numpy(), atol=1e-6)
+    mask = HISTORIES > 0
+    x = encoder.embedding(history, training=False)
+    normed = encoder.blocks[0].attention_norm(x)
+    _, scores = encoder.blocks[0].attention(normed, normed, query_mask=mask, value_mask=mask, training=False,
+                                            return_attention_scores=True)
+    rows = _real_rows(HISTORIES)
+    np.testing.assert_allclose(blocks[rows, 0], scores.numpy()[rows, :, -1, :], atol=1e-6)  # block 1's own scores
+    assert not np.allclose(blocks[rows, 0], blocks[rows, 1], atol=1e-4)
+    np.testing.assert_allclose(blocks[rows].sum(axis=-1), 1.0, atol=1e-5)  # a distribution per block and head
+    assert (blocks[~mask[:, None, None, :].repeat(2, 1).repeat(2, 2)] == 0).all()  # padding gets 0
+    assert np.isfinite(blocks).all() and (blocks[~rows] == 0).all()  # a fully padded row: zeros, no NaN
+    # A longer input than the model reads: the oldest positions get weight 0.
+    longer = encoder.block_attention_weights(tf.constant([[5, 2, 7, 3, 9, 11, 4]])).numpy()
+    np.testing.assert_allclose(longer[0, :, :, 1:], blocks[1], atol=1e-6)
+    assert (longer[0, :, :, 0] == 0).all()
+
+
 def test_encoder_without_attention_is_rejected():
     model = SequentialRetrievalModel.with_encoder(MeanPoolingEncoder, vocab_size=VOCAB_SIZE, name="mean_pooling",
                                                   max_length=MAX_LENGTH, embedding_dim=8)
@@ -260,8 +286,10 @@ def test_top_recommendation(retrieval, data):
     if retrieval.name == "sasrec":
         assert e["weight_kind"] == "query (last position) softmax attention, last block"
         assert e["head_weights"].shape == (2, MAX_LENGTH)
+        assert e["block_weights"].shape == (2, 2, MAX_LENGTH)  # blocks, heads, the shown history
+        np.testing.assert_allclose(e["block_weights"][-1], e["head_weights"], atol=1e-6)
     else:
-        assert e["head_weights"] is None
+        assert e["head_weights"] is None and e["block_weights"] is None
 
 
 def test_given_item_rank_and_score(retrieval, data):
@@ -338,6 +366,10 @@ def test_plot_attention_writes_a_png(name, data, tmp_path):
     e = explain.explain_history(model, split.vocabulary, split, user=2)
     path = explain.plot_attention(e, tmp_path / "plots" / f"{name}.png", titles={"101": "Toy Story"})
     assert path.exists() and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 1000
+    saved = json.loads(explain.write_explanation_json(e, tmp_path / "plots" / f"{name}.json").read_text())
+    assert saved["history"] == e["history"] and "features" not in saved
+    np.testing.assert_allclose(saved["weights"], e["weights"], rtol=1e-12)
+    assert (saved["block_weights"] is None) == (name != "sasrec")
 
 
 # ------------------------------------------------------------------------------------ nais

@@ -383,7 +383,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """The attention behind one recommendation (retrieval), one score (ranking) or one user's
-    expert gates (multi-task): table + PNG."""
+    expert gates (multi-task): table, PNG and the weights as JSON beside it."""
     from tf_attnrec import explain, runs
 
     from tf_attnrec import explain_gates, explain_graph, explain_modalities
@@ -403,7 +403,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         output = pathlib.Path(args.output or run.run_dir / f"explain_user{explanation['user']}_gates.png")
         print(explain_gates.format_gates(explanation))
         explain_gates.plot_gates(explanation, output)
-        print(f"Wrote the gate heatmap to {output}.")
+        print(f"Wrote the gate heatmap to {output}, the weights to "
+              f"{explain.write_explanation_json(explanation, output.with_suffix('.json'))}.")
         return 0
     output = pathlib.Path(args.output or run.run_dir / f"explain_user{explanation['user']}_item{explanation['item']}.png")
     if explanation.get("kind") == explain_graph.KIND:
@@ -418,6 +419,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print("\n" + explain_modalities.format_modalities(explanation["modalities"], titles))
         explain_modalities.plot_modalities(explanation["modalities"], modalities, titles=titles)
         print(f"Wrote the modality heatmap to {modalities}.")
+    print(f"Wrote the weights to {explain.write_explanation_json(explanation, output.with_suffix('.json'))}.")
     return 0
 
 

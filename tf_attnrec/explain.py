@@ -38,6 +38,7 @@ What a weight means depends on the model:
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import pathlib
 from typing import Any, Mapping, Optional, Union
@@ -369,7 +370,8 @@ def explain_history(
         "num_candidates" (the items ranked), "recommended" (True when `item` was None),
         "history" (raw ids of the shown history, oldest first, length n <= L),
         "history_index" (int32 [n]), "weights" (float [n]; the mean over heads for
-        SASRec), "head_weights" (float [heads, n] for SASRec, else None),
+        SASRec), "head_weights" (float [heads, n] for SASRec, else None), "block_weights"
+        (float [blocks, heads, n]: every Transformer block's, for SASRec; else None),
         "position_weights" (float [L], over every slot, 0 at padding), "features"
         ({"history": int32 [1, L]}, the model input), "sequence_length" (items before the
         test item, before truncation to L), "candidate_in_history" (the user interacted
@@ -424,6 +426,8 @@ def explain_history(
     position_weights = per_head.mean(axis=0)
     real = padded > 0
     multi_head = getattr(_attention_owner(model), "num_heads", None) is not None
+    blocks = getattr(getattr(model, "encoder", None), "block_attention_weights", None)
+    block_weights = np.asarray(blocks(history).numpy()[0], np.float64)[:, :, real] if callable(blocks) else None
     return {
         "model": _model_name(model),
         "task": "retrieval",
@@ -438,6 +442,7 @@ def explain_history(
         "history_index": padded[real],
         "weights": position_weights[real],
         "head_weights": per_head[:, real] if multi_head else None,
+        "block_weights": block_weights,
         "position_weights": position_weights,
         "features": {"history": padded[None, :]},
         "sequence_length": int(len(sequence)),
@@ -604,7 +609,7 @@ def plot_attention(
 
     One row per history item, the most recent at the top (labelled "t-1"), each labelled
     "title (year)"; one column for DIN, lstm_attention and attention_pooling, one per head
-    plus their mean for BST and SASRec. The colour is the weight (a diverging map centred at
+    plus their mean for BST, and one per block and head plus the last block's mean for SASRec. The colour is the weight (a diverging map centred at
     0 when some weight is negative); the title names the user, the candidate and the click
     probability (ranking) or the item's score and rank (retrieval). Height grows with the
     rows, so a 50-item history stays readable.
@@ -639,11 +644,20 @@ def plot_attention(
     if not count:
         raise ValueError("the explanation has an empty history; nothing to plot.")
     heads = explanation.get("head_weights")
-    if heads is not None:
+    blocks = explanation.get("block_weights")
+    if blocks is not None and len(blocks) > 1:  # every block's heads, then the last block's mean
+        blocks = np.asarray(blocks, np.float64)
+        matrix = np.concatenate([blocks.reshape(-1, count), weights[None, :]], axis=0).T
+        columns = [f"block {b + 1}\nhead {h + 1}" for b in range(blocks.shape[0]) for h in range(blocks.shape[1])]
+        columns.append(f"mean\n(block {blocks.shape[0]})")
+        kind = explanation["weight_kind"].replace(", last block", "")
+    elif heads is not None:
         matrix = np.concatenate([np.asarray(heads, np.float64), weights[None, :]], axis=0).T  # [n, heads+1]
         columns = [f"head {h + 1}" for h in range(len(heads))] + ["mean"]
+        kind = explanation["weight_kind"]
     else:
         matrix, columns = weights[:, None], ["weight"]
+        kind = explanation["weight_kind"]
     order = np.arange(count)[::-1]  # most recent first (top row)
     if top is not None:
         keep = set(np.argsort(-weights, kind="stable")[: max(int(top), 1)].tolist())
@@ -680,7 +694,8 @@ def plot_attention(
                 axes.text(c, r, f"{value:.3f}", ha="center", va="center", fontsize=6,
                           color="black" if light or norm is not None else "white")
     colorbar = figure.colorbar(image, ax=axes, fraction=0.08, pad=0.03)
-    colorbar.set_label(f"weight ({explanation['weight_kind']})", fontsize=7)
+    colorbar.set_label(f"weight ({kind})", fontsize=7)
+    axes.set_ylabel("history item (t-1 = most recent)", fontsize=8)
     colorbar.ax.tick_params(labelsize=7)
     shown = f"top {rows} of {count}" if rows < count else f"{count}"
     figure.suptitle(
@@ -698,6 +713,34 @@ def plot_attention(
     return path
 
 
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def write_explanation_json(explanation: Mapping[str, Any], path: PathLike) -> pathlib.Path:
+    """Writes an explanation (any `explain*` dict) as JSON: the weights as nested lists, for notebooks
+    and dashboards; the model input ("features") is left out.
+
+    Example:
+        ```python
+        write_explanation_json(explain_history(model, vocabulary, split, user=1), "user1.json")
+        ```
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {key: value for key, value in explanation.items() if key != "features"}
+    path.write_text(json.dumps(_jsonable(content), indent=1), encoding="utf-8")
+    return path
+
 __all__ = [
     "check_explainable",
     "example_features",
@@ -712,4 +755,5 @@ __all__ = [
     "supports_explain",
     "history_at_test_time",
     "top_items",
+    "write_explanation_json",
 ]

@@ -168,6 +168,23 @@ class SASRecEncoder(AttentionSequenceEncoder):
              item_table: Optional[tf.Tensor] = None) -> tf.Tensor:
         return self.encode_sequence(history, training=training, item_table=item_table)[:, -1, :]
 
+    def block_attention_weights(self, history: tf.Tensor) -> tf.Tensor:
+        """The query's (the last position's) attention over the history in every block.
+
+        Args:
+            history: int `[B, L]` item ids, left-padded with 0, most recent last.
+
+        Returns:
+            float32 `[B, num_blocks, num_heads, L]`, aligned with `history` as
+            `attention_weights` is (the last block's equals `attention_weights(per_head=True)`).
+        """
+        x, mask = self._embed(history, training=False)
+        maps = []
+        for block in self.blocks:
+            maps.append(block.attention_weights(x, mask=mask)[:, :, -1, :])
+            x = block(x, mask=mask, training=False)
+        return self._aligned(tf.cast(tf.stack(maps, axis=1), tf.float32), history)
+
     def _query_attention(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         """The last position's self-attention `[B, num_heads, L]` in the last block.
 

@@ -189,7 +189,12 @@ class AttentionSequenceEncoder(SequenceEncoder):
             weights = weights[:, tf.newaxis, :]
         elif weights.shape.rank == 3 and not per_head:
             weights = tf.reduce_mean(weights, axis=1)
-        # Positions cut off by `max_length` (the oldest) get weight 0: the input's `L` again.
+        return self._aligned(weights, history)
+
+    @staticmethod
+    def _aligned(weights: tf.Tensor, history: tf.Tensor) -> tf.Tensor:
+        """Weights over the read positions, padded back to the input's `L`: positions cut off
+        by `max_length` (the oldest) get weight 0."""
         missing = tf.shape(tf.convert_to_tensor(history))[1] - tf.shape(weights)[-1]
         paddings = [[0, 0]] * (weights.shape.rank - 1) + [[missing, 0]]
         return tf.pad(weights, paddings)
