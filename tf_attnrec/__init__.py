@@ -9,11 +9,16 @@ import os as _os
 
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) is noise for CLI and notebook
 # users; a value the user set wins.
+_USER_SET_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in _os.environ
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tf_attnrec._keras_guard import ensure_legacy_keras as _ensure_legacy_keras  # noqa: E402
 
 _ensure_legacy_keras()
+
+from tf_attnrec._cuda_probe import quiet_cuda_probe as _quiet_cuda_probe  # noqa: E402
+
+_quiet_cuda_probe(_USER_SET_LOG_LEVEL)
 
 from tf_attnrec._autograph import skip_autograph_for as _skip_autograph_for  # noqa: E402
 
