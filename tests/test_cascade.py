@@ -10,10 +10,11 @@ import pytest
 import tf_attnrec  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
-from tf_attnrec.cascade import Cascade, cascade_ranks, evaluate_cascade, left_padded
+from tf_attnrec.cascade import Cascade, cascade_ranks, evaluate_cascade, left_padded, retrieval_negative_pools
 from tf_attnrec.data.dataset import Dataset
 from tf_attnrec.data.ranking_examples import build_ranking_data
 from tf_attnrec.data.splits import leave_one_out_split
+from tf_attnrec.data.vocabulary import Vocabulary
 from tf_attnrec.evaluation.ranking import ranking_metrics
 from tf_attnrec.models.registry import create_model
 from tf_attnrec.tasks.retrieval import evaluate_sequential
@@ -105,3 +106,63 @@ def test_the_benchmark_times_each_export_and_prints_one_row_per_stage(setup, tmp
     assert all(0 < row["p50_ms"] <= row["p99_ms"] for row in latency)
     table = benchmark.markdown(quality, latency).splitlines()
     assert len(table) == 2 + 4 and table[2].startswith("| retrieval alone |") and table[-1].startswith("| cascade | 40 |")
+
+
+# ------------------------------------------------------------------ hard negatives for a ranker
+def test_pools_are_retrievals_best_items_the_user_never_had(setup):
+    cascade, split, _ = setup
+    model = cascade.retrieval_model
+    pools = retrieval_negative_pools(model, split, candidates=5, batch_size=7)
+    full = split.full_sequences()
+    assert len(pools) == split.num_users
+    for row in (0, 5, 17, 39):
+        scores = model.score(tf.constant(left_padded([split.train[row]], 6))).numpy()[0].astype(np.float64)
+        scores[:2] = -np.inf
+        scores[full[row]] = -np.inf
+        assert pools[row].tolist() == np.argsort(-scores, kind="stable")[:5].tolist()
+        assert not set(pools[row].tolist()) & set(full[row].tolist())
+
+
+def test_hard_negatives_come_from_the_pools_and_leave_evaluation_unchanged(setup):
+    cascade, split, _ = setup
+    pools = retrieval_negative_pools(cascade.retrieval_model, split, candidates=6)
+    options = dict(max_length=4, train_positions_per_user=2, num_negatives=4)
+    plain = build_ranking_data(dataset(), **options)
+    hard = build_ranking_data(dataset(), **options, negative_pools=pools, hard_negative_share=0.5)
+    for stage in ("validation", "test"):  # the same evaluation sets as rankers trained on uniform negatives
+        for field in ("user_row", "history_end", "candidate", "label"):
+            np.testing.assert_array_equal(getattr(hard.examples[stage], field), getattr(plain.examples[stage], field))
+    groups = hard.examples["train"].candidate.reshape(-1, 5)
+    users = hard.examples["train"].user_row.reshape(-1, 5)[:, 0]
+    full = split.full_sequences()
+    for group, user in zip(groups, users):
+        assert set(group[1:3].tolist()) <= set(pools[user].tolist())  # round(4 * 0.5) hard ones first
+        assert not set(group[1:].tolist()) & set(full[user].tolist())
+    # The uniform draws are the ones a build without pools makes.
+    np.testing.assert_array_equal(groups[:, 3:], plain.examples["train"].candidate.reshape(-1, 5)[:, 3:])
+    assert (groups[:, 1:3] != plain.examples["train"].candidate.reshape(-1, 5)[:, 1:3]).any()
+    none = build_ranking_data(dataset(), **options, negative_pools=pools, hard_negative_share=0.0)
+    np.testing.assert_array_equal(none.examples["train"].candidate, plain.examples["train"].candidate)
+    with pytest.raises(ValueError, match="one pool per user"):
+        build_ranking_data(dataset(), **options, negative_pools=pools[:3])
+
+
+def test_a_ranking_config_names_the_retrieval_run_of_its_hard_negatives(setup, tmp_path):
+    from tf_attnrec.runs import save_model
+    from tf_attnrec.tasks import get_task
+
+    cascade, split, _ = setup
+    save_model(cascade.retrieval_model, tmp_path / "sasrec", split.vocabulary)
+    task = get_task("ranking")
+    options = {"train_positions_per_user": 2, "hard_negatives_from": str(tmp_path / "sasrec"),
+               "hard_negative_candidates": 6, "hard_negative_share": 1.0}
+    data = task.build_data(dataset(), {"max_length": 4}, options)
+    pools = retrieval_negative_pools(cascade.retrieval_model, split, candidates=6)
+    groups = data.examples["train"].candidate.reshape(-1, 5)
+    users = data.examples["train"].user_row.reshape(-1, 5)[:, 0]
+    assert all(set(group[1:].tolist()) <= set(pools[user].tolist()) for group, user in zip(groups, users))
+    other = create_model("sasrec", vocab_size=12, hidden_dim=8, max_length=6, num_blocks=1)
+    other.score(tf.zeros([1, 6], tf.int32))
+    save_model(other, tmp_path / "other", Vocabulary.from_ids(range(10)))
+    with pytest.raises(ValueError, match="hard_negatives_from: .*other is not a retrieval run of this data"):
+        task.build_data(dataset(), {"max_length": 4}, {**options, "hard_negatives_from": str(tmp_path / "other")})

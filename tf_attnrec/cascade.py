@@ -226,6 +226,43 @@ class Cascade:
                 "retrieval_scores": result.retrieval_scores}
 
 
+def retrieval_negative_pools(retrieval_model: tf.keras.Model, split: Any, candidates: int = 200,
+                             batch_size: int = 256) -> list[np.ndarray]:
+    """Per user of `split`, retrieval's best `candidates` items for the user's training history.
+
+    Every item of the user's whole sequence is excluded, so the pools hold items the user never
+    interacted with that retrieval ranks high: the hard negatives a ranker meets inside a cascade
+    (`build_ranking_data(negative_pools=...)`). A user without training items gets an empty pool.
+
+    Args:
+        retrieval_model: A retrieval model trained on `split`'s training sequences (`model.score`).
+        split: The leave-one-out `SequenceSplit` (its vocabulary is the model's).
+        candidates: Pool size per user.
+        batch_size: Users per `score` call.
+
+    Returns:
+        A list of int32 arrays, one per row of `split.users`.
+    """
+    if int(getattr(retrieval_model, "vocab_size", -1)) != split.vocabulary.size:
+        raise ValueError(f"retrieval_negative_pools: the model scores {getattr(retrieval_model, 'vocab_size', None)} "
+                         f"ids but the split has {split.vocabulary.size}; use a retrieval run of the same data.")
+    max_length = int(retrieval_model.max_length)
+    full = split.full_sequences()
+    pools: list[np.ndarray] = []
+    for start in range(0, len(full), batch_size):
+        rows = range(start, min(start + batch_size, len(full)))
+        scores = retrieval_model.score(tf.constant(left_padded([split.train[row] for row in rows], max_length)))
+        scores = scores.numpy().astype(np.float64)
+        scores[:, :FIRST_ID] = -np.inf
+        for offset, row in enumerate(rows):
+            scores[offset, full[row]] = -np.inf
+        retrieved, retrieved_scores = retrieve(scores, candidates)
+        for offset, row in enumerate(rows):
+            keep = np.isfinite(retrieved_scores[offset]) & (len(split.train[row]) > 0)
+            pools.append(retrieved[offset][keep].astype(np.int32))
+    return pools
+
+
 def evaluate_cascade(
     cascade: Cascade,
     split: Any,
@@ -298,4 +335,5 @@ def evaluate_cascade(
     return results
 
 
-__all__ = ["Cascade", "CascadeResult", "cascade_ranks", "evaluate_cascade", "left_padded", "retrieve"]
+__all__ = ["Cascade", "CascadeResult", "cascade_ranks", "evaluate_cascade", "left_padded", "retrieval_negative_pools",
+           "retrieve"]

@@ -15,7 +15,7 @@ histories, genres and years per batch, so memory stays O(examples + interactions
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -25,6 +25,7 @@ from tf_attnrec.data.pipelines import sample_negatives
 from tf_attnrec.data.splits import SequenceSplit, leave_one_out_split
 from tf_attnrec.data import schema
 from tf_attnrec.data.features import FeatureVocabularies
+from tf_attnrec.data.vocabulary import FIRST_ID
 
 Stage = Literal["train", "validation", "test"]
 STAGES = ("train", "validation", "test")
@@ -168,8 +169,15 @@ def _with_negatives(
     interacted: list,
     vocabulary_size: int,
     rng: np.random.Generator,
+    hard: Optional[tuple[list, int, np.random.Generator]] = None,
 ) -> ExampleIndex:
-    """Each positive followed by `num_negatives` never-interacted items with its history."""
+    """Each positive followed by `num_negatives` never-interacted items with its history.
+
+    `hard = (pools, count, rng)`: the first `count` negatives of each positive are drawn
+    instead from its user's pool (uniformly, with replacement; users with an empty pool keep
+    uniform ones), with their own generator, so that `rng` draws exactly what it would
+    without them.
+    """
     per_user = np.bincount(user_row, minlength=len(interacted)) * num_negatives
     negatives = sample_negatives(per_user, interacted, vocabulary_size, rng)
     # sample_negatives returns user by user; order the positives the same way to pair them.
@@ -178,6 +186,15 @@ def _with_negatives(
     candidate = np.empty((len(order), group), dtype=np.int32)
     candidate[:, 0] = positive[order]
     candidate[:, 1:] = negatives.reshape(len(order), num_negatives)
+    if hard is not None and hard[1] > 0:
+        pools, count, hard_rng = hard
+        sizes = np.fromiter((len(pool) for pool in pools), np.int64, count=len(pools))
+        flat = np.concatenate([np.asarray(pool, np.int32) for pool in pools]) if sizes.sum() else np.zeros(0, np.int32)
+        starts = np.cumsum(sizes) - sizes
+        users = user_row[order]
+        rows = np.flatnonzero(sizes[users] > 0)
+        picks = (hard_rng.random((len(rows), count)) * sizes[users[rows]][:, None]).astype(np.int64)
+        candidate[rows, 1:1 + count] = flat[starts[users[rows]][:, None] + picks]
     label = np.zeros((len(order), group), dtype=np.float32)
     label[:, 0] = 1.0
     return ExampleIndex(
@@ -196,6 +213,8 @@ def build_ranking_data(
     num_eval_negatives: Optional[int] = None,
     max_genres: Optional[int] = None,
     seed: int = 0,
+    negative_pools: Optional[Sequence[np.ndarray]] = None,
+    hard_negative_share: float = 0.5,
 ) -> RankingData:
     """Builds train / validation / test click examples from a dataset with metadata.
 
@@ -211,6 +230,13 @@ def build_ranking_data(
             test positive (the full leave-one-out sets).
         max_genres: width of genre arrays (default: the most genres of any item).
         seed: seed of negative sampling (drawn once here, so evaluation sets are fixed).
+        negative_pools: per user of the leave-one-out split (`SequenceSplit.users` order), item
+            ids to draw hard training negatives from, e.g. a retrieval model's top candidates
+            (`tf_attnrec.cascade.retrieval_negative_pools`); items the user interacted with
+            are never drawn. Validation and test negatives stay uniform and identical to a
+            build without pools, so rankers trained either way are evaluated on the same sets.
+        hard_negative_share: the share of each positive's `num_negatives` taken from its
+            user's pool (rounded; the rest uniform).
 
     Returns:
         `RankingData`.
@@ -261,9 +287,21 @@ def build_ranking_data(
     validation_end = starts[evaluable] + train_lengths[evaluable]
     rng = np.random.default_rng(seed)
     size = split.vocabulary.size
+    hard = None
+    if negative_pools is not None:
+        if len(negative_pools) != len(full):
+            raise ValueError(f"negative_pools has {len(negative_pools)} users but the split has {len(full)}; "
+                             "give one pool per user of leave_one_out_split(data.interactions).")
+        if not 0 <= hard_negative_share <= 1:
+            raise ValueError(f"hard_negative_share must be in [0, 1]; got {hard_negative_share!r}.")
+        pools = [np.setdiff1d(np.asarray(pool, np.int64), seen).astype(np.int32)
+                 for pool, seen in zip(negative_pools, full)]
+        if any(len(pool) and (pool.min() < FIRST_ID or pool.max() >= size) for pool in pools):
+            raise ValueError(f"negative_pools hold ids outside the items [{FIRST_ID}, {size}) of the split.")
+        hard = (pools, int(round(num_negatives * hard_negative_share)), np.random.default_rng([seed, 1]))
     examples = {
         "train": _with_negatives(
-            user_row, train_end, sequence_items[train_end], num_negatives, full, size, rng),
+            user_row, train_end, sequence_items[train_end], num_negatives, full, size, rng, hard),
         "validation": _with_negatives(
             evaluable, validation_end, split.validation_target[evaluable], num_eval_negatives,
             full, size, rng),

@@ -20,6 +20,7 @@ from tf_attnrec.data import schema
 from tf_attnrec.data.dataset import Dataset
 from tf_attnrec.data.item_content import ItemContent
 from tf_attnrec.data.ranking_examples import RankingData, build_ranking_data
+from tf_attnrec.data.splits import leave_one_out_split
 from tf_attnrec.evaluation.ctr import ctr_metrics
 from tf_attnrec.layers.fused_item_embedding import content_vocabularies
 from tf_attnrec.models.base import count_items
@@ -33,9 +34,23 @@ MONITOR = "val_auc"
 # Keys of a ranking run's `training` config that configure `build_ranking_data` (the
 # examples), not `train_ranker`; "data_seed" is its `seed` (fixed across training seeds, so
 # every seed of a table is tested on the same sampled negatives).
-DATA_KEYS = ("train_positions_per_user", "num_negatives", "num_eval_negatives", "max_genres", "data_seed")
+DATA_KEYS = ("train_positions_per_user", "num_negatives", "num_eval_negatives", "max_genres", "data_seed",
+             "hard_negatives_from", "hard_negative_candidates", "hard_negative_share")
 # The side features every ranking model reads (`tf_attnrec.data.schema`), per metadata table.
 REQUIRED_FEATURES = {"items": ("genres", "year"), "users": ("gender", "age", "occupation")}
+
+
+def _retrieval_pools(run_dir: Any, dataset: Dataset, candidates: int) -> list:
+    """`retrieval_negative_pools` of a retrieval run on the leave-one-out split of `dataset`."""
+    from tf_attnrec.cascade import retrieval_negative_pools  # it imports the export package
+
+    model, vocabulary, _ = runs.load_model(run_dir)
+    split = leave_one_out_split(dataset.interactions)
+    if vocabulary is None or vocabulary != split.vocabulary or not callable(getattr(model, "score", None)):
+        raise ValueError(f"hard_negatives_from: {run_dir} is not a retrieval run of this data (its vocabulary "
+                         f"differs from the {split.vocabulary.num_items:,} items here); train one on the same data, "
+                         "e.g. `tf-attnrec train --model sasrec` with the same --dataset.")
+    return retrieval_negative_pools(model, split, candidates)
 
 
 def check_side_features(dataset: Dataset) -> None:
@@ -174,6 +189,12 @@ class RankingTask(Task):
         check_side_features(dataset)
         options = dict(options)
         options["seed"] = options.pop("data_seed", 0)
+        pool_run = options.pop("hard_negatives_from", None)
+        candidates = options.pop("hard_negative_candidates", 200)
+        # Hard negatives change training examples only; a reloaded run rebuilds its
+        # validation and test sets, identical either way, without the retrieval run.
+        if pool_run is not None and run is None:
+            options["negative_pools"] = _retrieval_pools(pool_run, dataset, int(candidates))
         data = build_ranking_data(dataset, max_length=int(model_config["max_length"]), **options)
         if {"title", "genres", "year"} <= set(dataset.items.columns):  # for models with item_features
             data.split.item_content = ItemContent.from_items(dataset.items, data.vocabularies.item)
