@@ -23,7 +23,10 @@ from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
 ITEM_FEATURES = ("genres", "title", "year", "vectors")
 GENRE_SEPARATOR = "|"
 # MovieLens titles end in the release year, "Toy Story (1995)"; the year is its own modality.
-_TRAILING_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
+# A title's trailing "(1995)": the year is its own modality, so titles are read without it
+# (here for the catalogue, in the graph for `embed_items` requests: RE2 and `re` agree on it).
+TRAILING_YEAR_PATTERN = r"\s*\(\d{4}\)\s*$"
+_TRAILING_YEAR = re.compile(TRAILING_YEAR_PATTERN)
 
 
 def check_item_features(features: Sequence[str], owner: str) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ Serving loads the result.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pathlib
 import shutil
@@ -186,6 +187,12 @@ def staged_export(export_dir: pathlib.Path, overwrite: bool) -> Iterator[tuple[p
     export_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.staging-", dir=export_dir.parent))
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="tf_attnrec_export_"))
+    # `tf.saved_model.save` logs the staging folder's name ("Assets written to: .1.staging-...")
+    # and Keras layers it does not serialise in full (the SavedModel holds plain functions on
+    # purpose): noise that misleads. Errors still show; the summary says what was written.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(max(level, logging.ERROR))
     try:
         yield staging, scratch
         if export_dir.exists():  # overwrite: the old version moves aside, the new one in
@@ -196,6 +203,7 @@ def staged_export(export_dir: pathlib.Path, overwrite: bool) -> Iterator[tuple[p
         else:
             os.replace(staging, export_dir)
     finally:
+        logger.setLevel(level)
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
 

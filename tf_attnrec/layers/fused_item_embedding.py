@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_attnrec.data.item_content import GENRE_SEPARATOR, ItemContent, check_item_features
+from tf_attnrec.data.item_content import GENRE_SEPARATOR, TRAILING_YEAR_PATTERN, ItemContent, check_item_features
 from tf_attnrec.layers.checks import check_positive_int
 from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.cross_modal_attention import CrossModalAttention
@@ -301,8 +301,11 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
         """Vectors `[N, units]` and modality weights `[N, M]` of items given by raw content only.
 
         For items the model has never seen (added after training): the id modality is masked,
-        exactly as for a cold catalogue item.
+        exactly as for a cold catalogue item. A title's trailing "(year)" is dropped, as it is
+        for catalogue titles (`item_content.title_text`).
         """
+        if titles is not None:
+            titles = tf.strings.regex_replace(tf.convert_to_tensor(titles, tf.string), TRAILING_YEAR_PATTERN, "")
         numbers = self.preprocess(titles, genres, years)
         size = tf.shape(next(iter(numbers.values())))[0] if numbers else tf.shape(vectors)[0]
         id_vectors = tf.zeros([size, self.units])
