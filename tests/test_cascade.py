@@ -91,7 +91,7 @@ def test_cut_offs_above_the_smallest_count_are_refused(setup):
 
 
 def test_the_benchmark_times_each_export_and_prints_one_row_per_stage(setup, tmp_path):
-    from conftest import load_benchmark
+    from tests.conftest import load_benchmark
 
     benchmark = load_benchmark("cascade_table")
     cascade, split, users = setup

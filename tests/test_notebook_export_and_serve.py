@@ -83,3 +83,7 @@ def test_export_and_serve_notebook_runs_in_smoke_mode(shared_data_dir, tmp_path,
     for line in (unknown, empty):
         prediction = _json_after(line, " -> ")["predictions"][0]
         assert len(prediction["item_ids"]) == K and all(prediction["item_ids"]) and len(prediction["scores"]) == K
+    # Nothing known: the most popular training movies, by log(1 + count), best first.
+    popular = _json_after(empty, " -> ")["predictions"][0]["scores"]
+    assert popular == sorted(popular, reverse=True) and popular[0] > popular[-1] > 0
+    assert f"no known item: the {K} most popular training movies" in text[9]

@@ -24,6 +24,7 @@ from tf_attnrec.data.features import FeatureVocabularies
 from tf_attnrec.data.vocabulary import FIRST_ID, OOV_ID, Vocabulary
 from tf_attnrec.evaluation.ranking import ranking_metrics
 from tf_attnrec.export.common import raw_id_strings
+from tf_attnrec.export.topk import popularity_scores
 
 USER_ATTRIBUTES = ("gender", "age", "occupation")  # request field -> FeatureVocabularies field
 _USER_FEATURES = {"gender": schema.USER_GENDER, "age": schema.USER_AGE, "occupation": schema.USER_OCCUPATION}
@@ -125,12 +126,18 @@ class Cascade:
     def retrieval_scores(self, histories: Sequence[np.ndarray], keep: Optional[np.ndarray] = None) -> np.ndarray:
         """float64 `[B, vocab_size]` retrieval scores; padding, OOV and every history item get -inf.
 
+        A history without any item the model knows is scored by training popularity, as the
+        export serves it (`export.topk.popularity_scores`).
+
         `keep`: per row, one item left a candidate even if the history holds it (a test item).
         """
         max_length = int(self.retrieval_model.max_length)
         scores = self.retrieval_model.score(tf.constant(left_padded(histories, max_length))).numpy().astype(np.float64)
+        popular = popularity_scores(self.retrieval_model)
         for row, history in enumerate(histories):
             seen = np.asarray(history, np.int64)
+            if popular is not None and not (seen >= FIRST_ID).any():  # as the export: popularity
+                scores[row] = popular
             scores[row, seen if keep is None else seen[seen != keep[row]]] = -np.inf
         scores[:, :FIRST_ID] = -np.inf
         return scores

@@ -223,3 +223,20 @@ def test_raw_ids_that_cannot_be_served_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="single-line"):
         export_retrieval(tiny_model(vocabulary, 0), tmp_path / "m" / "1", k=1,
                          vocabulary=vocabulary)
+
+
+def test_a_history_of_nothing_known_gets_the_most_popular_training_items(tmp_path):
+    vocabulary = Vocabulary.from_ids([f"m{i:02d}" for i in range(12)])
+    model = tiny_model(vocabulary, seed=3)
+    # Training counts: m05 most often, then m09 and m02 (tied: the lower id first), then m07.
+    model.adapt([np.array([7, 7, 7, 11, 11, 4, 4, 9]), np.array([7, 11, 4, 9])])
+    export_dir = tmp_path / "serving" / "popular" / "1"
+    export_retrieval(model, export_dir, k=3, vocabulary=vocabulary)
+    served = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    answer = served(history=tf.constant([["", ""], ["nobody", "knows"], ["m01", ""]]))
+    items = answer["item_ids"].numpy().astype(str)
+    assert items[0].tolist() == items[1].tolist() == ["m05", "m02", "m09"]
+    np.testing.assert_allclose(answer["scores"].numpy()[0], np.log1p([4.0, 3.0, 3.0]), rtol=1e-6)
+    # A history the model knows is the model's own answer.
+    expected, _ = python_top_k(model, vocabulary, [["m01"]], k=3)
+    assert items[2].tolist() == expected[0]

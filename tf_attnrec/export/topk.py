@@ -134,6 +134,7 @@ class _RetrievalModule(tf.Module):
             self.item_tower = tower
             self.embed_items = tf.function(functools.partial(_embed_items, tower),
                                            input_signature=_content_specs(tower))
+        self._popular = popular_items(model, k)
         if with_encode:
             # Only then an attribute: saving traces every tf.function of the module, and a model
             # without a query encoder (popularity, graphsage_cf) has no `encode` to trace.
@@ -187,6 +188,22 @@ class _RetrievalModule(tf.Module):
             outputs["history_attention"] = tf.where(valid[:, :, tf.newaxis], weights, tf.zeros_like(weights))
         return outputs
 
+    def popular_when_unknown(self, outputs: dict, ids: tf.Tensor) -> dict:
+        """Rows whose history holds no item the model knows get the most popular training items.
+
+        A model queried with nothing it knows returns an arbitrary order (SASRec's all-padding
+        query scores every item 0); popularity is the honest answer for a new user.
+        """
+        if self._popular is None:
+            return outputs
+        indices, scores = self._popular
+        unknown = tf.logical_not(tf.reduce_any(ids >= FIRST_ID, axis=1))[:, tf.newaxis]
+        outputs = dict(outputs)
+        outputs["item_ids"] = tf.where(unknown, self.index_to_raw.lookup(indices)[tf.newaxis, :],
+                                       outputs["item_ids"])
+        outputs["scores"] = tf.where(unknown, scores[tf.newaxis, :], outputs["scores"])
+        return outputs
+
     # --------------------------------------------------------------- signatures
     @tf.function(input_signature=[_HISTORY_SPEC])
     def serve(self, history: tf.Tensor) -> dict:
@@ -194,13 +211,13 @@ class _RetrievalModule(tf.Module):
         model_input = self.left_padded(ids)
         if self.scann is None:
             scores = self._score(model_input)[:, FIRST_ID:]  # rows 0, 1 are never candidates
-            return self.finish(scores, None, ids, model_input)
+            return self.popular_when_unknown(self.finish(scores, None, ids, model_input), ids)
         query = self._encode(model_input)
         scores, indices = self.scann(query, k=self._scann_num_neighbors)
         # The ScaNN op leaves shapes unknown; fix them so the signature says [batch, k].
         scores = tf.reshape(scores, [-1, self._scann_num_neighbors])
         indices = tf.reshape(indices, [-1, self._scann_num_neighbors])
-        return self.finish(scores, indices, ids, model_input)
+        return self.popular_when_unknown(self.finish(scores, indices, ids, model_input), ids)
 
     def query_embedding(self, history: tf.Tensor) -> dict:
         return {"query_embedding": self._encode(self.left_padded(self.model_ids(history)))}
@@ -224,6 +241,29 @@ def _embed_items(tower: tf.keras.layers.Layer, *inputs: tf.Tensor) -> dict:
     embeddings, weights = tower.embed_raw(content.get("title"), content.get("genres"), content.get("year"),
                                           vectors, present)
     return {"item_embedding": embeddings, "modality_weights": weights}
+
+
+def popularity_scores(model: tf.keras.Model) -> Optional[np.ndarray]:
+    """`log(1 + training count)` of every id (`[vocab_size]`), for models that counted their
+    training items (`adapt`); None for the others, or before training."""
+    counts = getattr(model, "item_counts", None)
+    if counts is None:
+        return None
+    counts = np.asarray(counts, np.float64)
+    if counts.ndim != 1 or counts[FIRST_ID:].sum() <= 0:
+        return None
+    scores = np.log1p(counts)
+    scores[:FIRST_ID] = -np.inf
+    return scores
+
+
+def popular_items(model: tf.keras.Model, k: int) -> Optional[tuple[tf.Tensor, tf.Tensor]]:
+    """The `k` most popular items' indices (model id - 2, int64) and their `popularity_scores`."""
+    scores = popularity_scores(model)
+    if scores is None:
+        return None
+    order = np.argsort(-scores[FIRST_ID:], kind="stable")[:k]  # ties: the lower id first, as top_k
+    return tf.constant(order, tf.int64), tf.constant(scores[FIRST_ID:][order], tf.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,7 +361,9 @@ def export_retrieval(
     Signatures:
         * `serving_default`: input `history` string `[batch, None]` (raw ids, most recent
           last, "" = padding on either side; int raw ids are sent as their decimal strings)
-          -> `item_ids` string `[batch, k]`, `scores` float32 `[batch, k]`; for `nais` also
+          -> `item_ids` string `[batch, k]`, `scores` float32 `[batch, k]` (a history without
+          any item the model knows, empty or unknown ids only, gets the k most popular training
+          items, scored log(1 + count), for models that counted them); for `nais` also
           `history_attention` float32 `[batch, k, max_length]`, each returned item's weight of
           the most recent `max_length` non-empty history entries (right-aligned; 0 at padding).
         * `encode` (models with an item table): `history` -> `query_embedding` float32
