@@ -28,19 +28,12 @@ import tensorflow as tf
 from tf_attnrec.data.features import FeatureVocabularies
 from tf_attnrec.data.vocabulary import Vocabulary
 from tf_attnrec.export import common
-from tf_attnrec.export.score import prepare_ranking
+from tf_attnrec.export.score import USER_INPUT_SIGNATURE, prepare_ranking
 from tf_attnrec.export.summary import ExportSummary
 from tf_attnrec.export.topk import prepare_retrieval
 
 RETRIEVAL_ITEM_IDS_FILE = "retrieval_item_ids.txt"  # the ranker's item file is score.ID_FILES["item"]
-_INPUT_SIGNATURE = [
-    tf.TensorSpec([None], tf.string, name="user_id"),
-    tf.TensorSpec([None], tf.string, name="gender"),
-    tf.TensorSpec([None], tf.string, name="age"),
-    tf.TensorSpec([None], tf.string, name="occupation"),
-    tf.TensorSpec([None, None], tf.string, name="history"),
-]
-SERVING_INPUTS = tuple(spec.name for spec in _INPUT_SIGNATURE)
+SERVING_INPUTS = tuple(spec.name for spec in USER_INPUT_SIGNATURE)
 
 
 class _CascadeModule(tf.Module):
@@ -52,7 +45,7 @@ class _CascadeModule(tf.Module):
         self.ranking = ranking
         self._k = k
 
-    @tf.function(input_signature=_INPUT_SIGNATURE)
+    @tf.function(input_signature=USER_INPUT_SIGNATURE)
     def serve(self, user_id, gender, age, occupation, history) -> dict:
         del user_id  # accepted for clients, read by no model
         batch = tf.shape(history)[0]

@@ -46,14 +46,14 @@ ID_FILES = {  # vocabulary -> asset file (line i = raw value of id i + 2)
     "age": "age_values.txt",
     "occupation": "occupation_values.txt",
 }
-_INPUT_SIGNATURE = [
+USER_INPUT_SIGNATURE = [  # a request's user side (the cascade's whole request)
     tf.TensorSpec([None], tf.string, name="user_id"),
     tf.TensorSpec([None], tf.string, name="gender"),
     tf.TensorSpec([None], tf.string, name="age"),
     tf.TensorSpec([None], tf.string, name="occupation"),
     tf.TensorSpec([None, None], tf.string, name="history"),
-    tf.TensorSpec([None], tf.string, name="item_id"),
 ]
+_INPUT_SIGNATURE = [*USER_INPUT_SIGNATURE, tf.TensorSpec([None], tf.string, name="item_id")]
 SERVING_INPUTS = tuple(spec.name for spec in _INPUT_SIGNATURE)
 
 
