@@ -298,7 +298,7 @@ def evaluate_cascade(
     Returns:
         `{"retrieval": metrics, "cascade@C": metrics, ...}`; metrics are `hr@K`, `ndcg@K` and
         `candidate_recall` (the share of test items among the C candidates: the cascade's
-        ceiling), plus `users`.
+        ceiling; for "retrieval", among the largest count's), plus `users`.
     """
     num_items = cascade.retrieval_vocabulary.num_items
     if split.vocabulary.size != cascade.retrieval_vocabulary.size:
