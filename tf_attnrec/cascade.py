@@ -102,10 +102,10 @@ class Cascade:
 
     def __post_init__(self) -> None:
         ranker_items = _string_index(self.vocabularies.item, "item ids")
-        retrieval_raw = raw_id_strings(self.retrieval_vocabulary)
+        retrieval_items = _string_index(self.retrieval_vocabulary, "item ids")  # in id order
         # Retrieval id -> ranker id (0 padding and 1 OOV map to themselves).
-        self.to_ranker = np.asarray([0, OOV_ID] + [ranker_items.get(raw, OOV_ID) for raw in retrieval_raw], np.int32)
-        self._indexes = {"item": ranker_items, "retrieval_item": _string_index(self.retrieval_vocabulary, "item ids")}
+        self.to_ranker = np.asarray([0, OOV_ID] + [ranker_items.get(raw, OOV_ID) for raw in retrieval_items], np.int32)
+        self._indexes = {"item": ranker_items, "retrieval_item": retrieval_items}
         for field in USER_ATTRIBUTES:
             self._indexes[field] = _string_index(getattr(self.vocabularies, field), f"{field} values")
 
