@@ -111,8 +111,26 @@ def test_gradients_reach_every_trainable_weight():
     assert (tf.convert_to_tensor(gradients[0]).numpy()[[5, 6]] == 0).all(), "cold ids get no gradient"
 
 
-def test_config_round_trip():
-    tower = make_tower()
+def test_without_content_for_warm_a_warm_item_is_its_id_and_a_cold_one_its_content():
+    tower = make_tower(content_for_warm=False)
+    table = id_table()
+    fused, weights = tower(table, return_weights=True)
+    content = tower.content_table(table).numpy()
+    np.testing.assert_array_equal(fused.numpy()[2:5], table[2:5])  # warm: an id-only model exactly
+    np.testing.assert_allclose(fused.numpy()[5:], content[5:], atol=1e-6)  # cold: the content alone
+    np.testing.assert_array_equal(weights.numpy()[2:5], np.eye(weights.shape[1])[[0, 0, 0]])
+    # The content table is what each item would be as a cold item: its id never counts.
+    changed = table.copy()
+    changed[2:5] += 10.0
+    np.testing.assert_allclose(tower.content_table(changed).numpy(), content, atol=1e-6)
+    assert (content[:2] == 0).all() and not np.allclose(content[2], content[4])
+    raw, _ = tower.embed_raw(["Star Wars"], ["Action|Sci-Fi"], [1977])
+    np.testing.assert_allclose(raw.numpy()[0], content[2], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [{}, {"content_for_warm": False}])
+def test_config_round_trip(options):
+    tower = make_tower(**options)
     expected = tower(id_table()).numpy()
     config = json.loads(json.dumps(tower.get_config()))
     clone = FusedItemEmbedding.from_config(config)

@@ -248,3 +248,49 @@ def test_a_ranker_with_fused_items_exports_and_serves_unknown_ids(tmp_path):
                                          "age": ["25", "18"], "occupation": ["3", "77"]}[name])
     outputs = {key: value.numpy() for key, value in served(**request).items()}
     assert all(np.isfinite(value).all() for value in outputs.values() if value.dtype.kind == "f")
+
+
+def test_the_content_loss_trains_the_content_path_only(tmp_path):
+    """`content_loss_weight` with warm items by id alone: the id model's gradients are untouched."""
+    task = get_task("retrieval")
+    config = {**CONFIG, "item_tower_options": {"content_for_warm": False}, "content_loss_weight": 1.0}
+    data = task.build_data(dataset(), config, {"split": "cold_items", "cold_fraction": 0.2, "split_seed": 1})
+    model = task.build_model(get_model_spec("sasrec"), data, config)
+    plain = task.build_model(get_model_spec("sasrec"), data, {**config, "content_loss_weight": 0.0})
+    model.score(tf.constant([[0, 2]]))
+    plain.score(tf.constant([[0, 2]]))
+    plain.set_weights(model.get_weights())
+    model.adapt(data.train)
+    plain.adapt(data.train)
+    warm = np.flatnonzero(model.encoder.item_tower.id_present.numpy())  # items with training interactions
+    features = {"history": tf.constant(warm[None, :8]), "targets": tf.constant(warm[None, 1:9])}
+
+    def gradients(m):
+        with tf.GradientTape() as tape:
+            loss = m.compute_loss(features, training=False)
+        return loss, [None if g is None else tf.convert_to_tensor(g).numpy()
+                      for g in tape.gradient(loss, m.trainable_weights)]
+
+    loss, with_content = gradients(model)
+    plain_loss, without = gradients(plain)
+    assert float(loss) > float(plain_loss)
+    tower = {id(w) for w in model.encoder.item_tower.trainable_weights}
+    in_tower = [id(w) in tower for w in model.trainable_weights]
+    for weight, inside, gradient, other in zip(model.trainable_weights, in_tower, with_content, without):
+        if inside:
+            # Only the content loss reaches the tower (the id-only path passes zeros through tf.where).
+            assert other is None or not other.any(), weight.name
+        else:
+            np.testing.assert_allclose(gradient, other, rtol=1e-5, atol=1e-7, err_msg=weight.name)
+    assert any(g is not None and np.abs(g).sum() > 0 for g, inside in zip(with_content, in_tower) if inside)
+
+
+@pytest.mark.parametrize("config", [{"content_loss_weight": 1.0}, {"item_features": ["genres"], "loss": "bce",
+                                                                  "loss_items": "all", "content_loss_weight": 1.0},
+                                    {"item_features": ["genres"], "content_loss_weight": -1.0}])
+def test_a_content_loss_without_its_conditions_is_refused(config):
+    task = get_task("retrieval")
+    data = task.build_data(dataset(), CONFIG, {"split": "cold_items", "cold_fraction": 0.2, "split_seed": 1})
+    merged = {**CONFIG, "item_features": [], **config}
+    with pytest.raises(ValueError, match="content_loss_weight"):
+        task.build_model(get_model_spec("sasrec"), data, merged)

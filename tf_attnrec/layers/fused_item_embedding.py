@@ -100,6 +100,10 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
         id_dropout: Share of warm items whose id is masked per training step.
         id_residual: Add a warm item's id vector to the fused vector, so that warm items keep
             what an id-only model learns (the attention then fuses the content on top).
+        content_for_warm: Fuse content into warm items too. False: a warm item is its id vector
+            alone (an id-only model exactly) and only items without an id read the content; the
+            content path then needs its own training signal (`SequentialRetrievalModel`'s
+            `content_loss_weight`), because no warm item passes through it.
         **kwargs: Standard layer arguments.
 
     Example:
@@ -113,7 +117,7 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
     """
 
     config_keys = ("vocab_size", "units", "item_features", "title_vocabulary", "genre_vocabulary", "year_range",
-                   "vector_dim", "title_length", "id_dropout", "id_residual")
+                   "vector_dim", "title_length", "id_dropout", "id_residual", "content_for_warm")
 
     def __init__(
         self,
@@ -127,6 +131,7 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
         title_length: int = 16,
         id_dropout: float = 0.0,
         id_residual: bool = True,
+        content_for_warm: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -141,6 +146,7 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
             raise ValueError(f"{owner}: `id_dropout` must be in [0, 1); got {id_dropout!r}.")
         self.id_dropout = float(id_dropout)
         self.id_residual = bool(id_residual)
+        self.content_for_warm = bool(content_for_warm)
         needed = {"title": ("title_vocabulary", title_vocabulary), "genres": ("genre_vocabulary", genre_vocabulary),
                   "year": ("year_range", year_range), "vectors": ("vector_dim", vector_dim)}
         for feature, (argument, value) in needed.items():
@@ -268,11 +274,36 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
             mask["vectors"] = tf.cast(vector_present, tf.bool)
         query = tf.where(id_present[:, tf.newaxis], id_vectors, self.cold_query[tf.newaxis, :])
         fused, weights = self.attention(inputs, query, mask=mask, training=training, return_weights=True)
-        if self.id_residual:
+        if not self.content_for_warm:
+            # A warm item is its id vector alone; its weights say so (all on the id).
+            fused = tf.where(id_present[:, tf.newaxis], id_vectors, fused)
+            only_id = tf.one_hot(tf.zeros_like(id_present, tf.int32), len(self.modality_names))
+            weights = tf.where(id_present[:, tf.newaxis], only_id, weights)
+        elif self.id_residual:
             # A warm item keeps its id vector whole, as an id-only model has it, and adds the fused
             # content; a cold (or id-dropped) item is the fused content alone.
             fused += id_vectors * tf.cast(id_present, id_vectors.dtype)[:, tf.newaxis]
         return fused, weights
+
+    def _catalogue_numbers(self) -> tuple[dict[str, tf.Tensor], Optional[tf.Tensor], Optional[tf.Tensor]]:
+        numbers = {}
+        if "genres" in self.item_features:
+            numbers["genres"] = self.catalogue_genres
+        if "title" in self.item_features:
+            numbers["title"] = self.catalogue_title
+        if "year" in self.item_features:
+            numbers["year"] = self.catalogue_year
+        return numbers, getattr(self, "catalogue_vectors", None), getattr(self, "catalogue_vector_present", None)
+
+    def content_table(self, id_table: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        """`[vocab_size, units]`: every catalogue item embedded from its content alone, as a cold item is.
+
+        What a warm item would be if it had no interactions; the content path's training target
+        (`SequentialRetrievalModel`'s `content_loss_weight`).
+        """
+        numbers, vectors, present = self._catalogue_numbers()
+        content, _ = self._fuse(id_table, tf.zeros([self.vocab_size]), numbers, vectors, present, training)
+        return tf.concat([tf.zeros_like(content[:2]), content[2:]], axis=0)
 
     def call(self, id_table: tf.Tensor, training: Optional[bool] = None, return_weights: bool = False) -> Any:
         """The fused catalogue `[vocab_size, units]` (and weights `[vocab_size, M]` if asked).
@@ -282,15 +313,7 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
             training: Enables id dropout.
             return_weights: Also return each item's modality weights, in `modality_names` order.
         """
-        numbers = {}
-        if "genres" in self.item_features:
-            numbers["genres"] = self.catalogue_genres
-        if "title" in self.item_features:
-            numbers["title"] = self.catalogue_title
-        if "year" in self.item_features:
-            numbers["year"] = self.catalogue_year
-        vectors = getattr(self, "catalogue_vectors", None)
-        present = getattr(self, "catalogue_vector_present", None)
+        numbers, vectors, present = self._catalogue_numbers()
         fused, weights = self._fuse(id_table, self.id_present, numbers, vectors, present, training)
         # Padding (row 0) and out-of-vocabulary (row 1) are never items: exactly zero.
         fused = tf.concat([tf.zeros_like(fused[:2]), fused[2:]], axis=0)

@@ -75,12 +75,20 @@ class SequenceEncoder(ConfigFromAttributes, tf.keras.layers.Layer):
         A training step computes it once and passes it to `encode_sequence(..., item_table=)`,
         so that input and output see the same table (the tower's id dropout is random).
         """
+        if self.item_tower is None:
+            return self._id_table()
+        return self.item_tower(self._id_table(), training=training)
+
+    def content_table(self, training: Optional[bool] = None) -> tf.Tensor:
+        """`[vocab_size, D]`: every item embedded from its content alone (needs an item tower)."""
+        if self.item_tower is None:
+            raise ValueError(f"{type(self).__name__} has no item_features, so no content table.")
+        return self.item_tower.content_table(self._id_table(), training=training)
+
+    def _id_table(self) -> tf.Tensor:
         if not self.embedding.built:  # the tower may read the id table before any history was embedded
             self.embedding.build(tf.TensorShape([None, self.max_length]))
-        ids = self.embedding.item_embeddings.embeddings
-        if self.item_tower is None:
-            return ids
-        return self.item_tower(ids, training=training)
+        return self.embedding.item_embeddings.embeddings
 
     def _fuse_items(self, embedding_dim: int, item_features: Sequence[str],
                     item_tower_options: Optional[Mapping[str, Any]],

@@ -18,6 +18,8 @@ LOSS_ITEMS = ("all", "trained")
 
 # Added to the logits of rows 0 (padding) and 1 (out-of-vocabulary): never a candidate.
 _EXCLUDED_LOGIT = -1e9
+# Share of the items the content loss scores by their content alone in a step (`_content_loss`).
+_CONTENT_SHARE = 0.5
 
 
 @tf.keras.utils.register_keras_serializable(package="tf_attnrec")
@@ -59,6 +61,12 @@ class SequentialRetrievalModel(RecommenderModel):
             or "trained" only items that occur in the training sequences. With "all", an item
             that training never sees is only ever a negative, so its content (with an item
             tower) learns to score low: cold-start items need "trained".
+        content_loss_weight: Weight of the content loss (an item tower and loss "softmax" only):
+            the softmax again, with a random half of the catalogue, targets included, scored by
+            their content-only vectors (`content_table`, what they would be as cold items), and a
+            gradient that reaches the content path only. It teaches content to score as an item
+            with interactions would, so a cold item competes with warm ones, without moving the
+            id model: DropoutNet's id dropout (Volkovs et al. 2017) without its cost to warm items.
         **kwargs: Standard `tf.keras.Model` arguments.
 
     Call arguments:
@@ -83,6 +91,7 @@ class SequentialRetrievalModel(RecommenderModel):
         prefixes_per_sequence: int = 4,
         temperature: Optional[float] = None,
         loss_items: str = "all",
+        content_loss_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -104,6 +113,14 @@ class SequentialRetrievalModel(RecommenderModel):
                 f"got loss_items={loss_items!r} with loss={loss!r}."
             )
         self.loss_items = loss_items
+        if isinstance(content_loss_weight, bool) or not isinstance(content_loss_weight, (int, float)) \
+                or content_loss_weight < 0:
+            raise ValueError(f"{owner}: `content_loss_weight` must be a number >= 0; got {content_loss_weight!r}.")
+        if content_loss_weight and (getattr(encoder, "item_tower", None) is None or loss != "softmax"):
+            raise ValueError(f"{owner}: `content_loss_weight` needs `item_features` (an item tower) and loss "
+                             f"\"softmax\"; got loss={loss!r}, item_features="
+                             f"{getattr(encoder, 'item_features', None)!r}.")
+        self.content_loss_weight = float(content_loss_weight)
         self.encoder = encoder
         self.loss_name = loss
         self.num_negatives = check_positive_int(owner, "`num_negatives`", num_negatives, minimum=0)
@@ -291,7 +308,10 @@ class SequentialRetrievalModel(RecommenderModel):
             logits = tf.matmul(queries, table[2:], transpose_b=True)
             if self.loss_items == "trained":
                 logits += tf.where(self.item_counts[2:] > 0, 0.0, _EXCLUDED_LOGIT)
-            return self.task(target_ids - 2, logits)
+            loss = self.task(target_ids - 2, logits)
+            if self.content_loss_weight:
+                loss += self.content_loss_weight * self._content_loss(queries, target_ids, logits, training)
+            return loss
         if self.loss_name == "bce":
             if positions is None:
                 negative_ids = tf.random.uniform(tf.shape(target_ids), 2, self.vocab_size, tf.int32)
@@ -308,6 +328,24 @@ class SequentialRetrievalModel(RecommenderModel):
             )
             return self.task(labels, logits)
         return self._retrieval_loss(queries, target_ids, table)
+
+    def _content_loss(self, queries: tf.Tensor, target_ids: tf.Tensor, logits: tf.Tensor,
+                      training: bool) -> tf.Tensor:
+        """The softmax cross-entropy again, with a random half of the items scored by their content alone.
+
+        Each step draws which items stand in by their content vector (`content_table`, what they
+        would be as cold items), the targets included, so a content vector is a positive as often
+        as it is a negative: content learns to score as the item's full vector would, which is
+        what lets a cold item compete with warm ones at serving. (Were the target always its
+        content, raising every content vector above every full one would lower the loss.) The
+        queries and the full-vector logits are constants here: only the content path learns.
+        """
+        content_logits = tf.matmul(tf.stop_gradient(queries), self.encoder.content_table(training=training)[2:],
+                                   transpose_b=True)
+        if self.loss_items == "trained":
+            content_logits += tf.where(self.item_counts[2:] > 0, 0.0, _EXCLUDED_LOGIT)
+        by_content = tf.random.uniform([tf.shape(logits)[1]]) < _CONTENT_SHARE
+        return self.task(target_ids - 2, tf.where(by_content, content_logits, tf.stop_gradient(logits)))
 
     def _retrieval_loss(
         self, queries: tf.Tensor, target_ids: tf.Tensor, table: tf.Variable
@@ -347,6 +385,7 @@ class SequentialRetrievalModel(RecommenderModel):
             "prefixes_per_sequence": self.prefixes_per_sequence,
             "temperature": self.temperature,
             "loss_items": self.loss_items,
+            "content_loss_weight": self.content_loss_weight,
             "name": self.name,
         }
 
