@@ -26,6 +26,20 @@ def pytest_configure(config):
         import tf_attnrec  # noqa: F401
 
 
+@pytest.fixture(autouse=True)
+def _isolated_from_the_users_settings(monkeypatch):
+    """No test reads the data or cache folder a user has configured for the library.
+
+    With `TF_ATTNREC_DATA_DIR` set (as the README suggests), a download test would find the
+    user's real data instead of its own server's. Tests that need a variable set it.
+    """
+    from tf_attnrec.data.datasets import DATA_DIR_ENV
+    from tf_attnrec.data.downloads import CACHE_DIR_ENV
+
+    for name in (DATA_DIR_ENV, CACHE_DIR_ENV):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir() -> pathlib.Path:
     """The read-only real datasets (../shared/data); tests fail loudly if they are missing."""

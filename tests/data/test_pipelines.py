@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -67,13 +66,10 @@ def test_split_long_sequences_makes_every_item_a_target_once():
     np.testing.assert_array_equal(targets[:3][real[:3]], history[:3][real[:3]] + 1)
 
 
-def test_ml1m_training_pipeline_builds_fast_and_covers_train_only(ml1m):
-    start = time.perf_counter()
+def test_ml1m_training_pipeline_covers_train_only(ml1m):
+    # No wall-clock bar here: timings belong in benchmarks (train_throughput.py), not in tests.
     split = leave_one_out_split(ml1m.interactions)
     dataset = next_item_dataset(split.train, max_length=200, batch_size=256, shuffle=False)
-    elapsed = time.perf_counter() - start
-    print(f"ML-1M split + training pipeline built in {elapsed:.2f} s")
-    assert elapsed < 20.0, f"building the ML-1M pipeline took {elapsed:.1f} s; expected seconds"
 
     batches = _numpy_batches(dataset)
     history = np.concatenate([b["history"] for b in batches])

@@ -51,12 +51,3 @@ def test_scann_recall_on_ml1m_item_embeddings(shared_data_dir, tmp_path):
     for history, row in zip(histories, scann_ids):  # exclusion and validity hold for ScaNN too
         assert len(set(row)) == K and "" not in row
         assert not set(row) & {str(v) for v in history}
-
-
-def test_scann_needs_item_embeddings(tmp_path):
-    from tf_attnrec.models import PopularityModel
-
-    vocabulary = Vocabulary.from_ids(["a", "b", "c"])
-    with pytest.raises(ValueError, match="needs a model with item embeddings"):
-        export_retrieval(PopularityModel(vocabulary.size), tmp_path / "p" / "1", k=1,
-                         index="scann", vocabulary=vocabulary)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -40,8 +42,11 @@ def test_fresh_process_top_k_equals_python_model(string_export, int_export, fres
 
 
 def test_saved_model_cli_lists_named_inputs_and_outputs(string_export):
+    # The tool of this interpreter's environment, found without an activated venv's PATH.
+    script = pathlib.Path(sys.executable).with_name("saved_model_cli")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
     result = subprocess.run(
-        ["saved_model_cli", "show", "--dir", str(string_export.export_dir), "--all"],
+        [*command, "show", "--dir", str(string_export.export_dir), "--all"],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
@@ -240,3 +245,13 @@ def test_a_history_of_nothing_known_gets_the_most_popular_training_items(tmp_pat
     # A history the model knows is the model's own answer.
     expected, _ = python_top_k(model, vocabulary, [["m01"]], k=3)
     assert items[2].tolist() == expected[0]
+
+
+# The option check needs no ScaNN, so it runs without the `ann` extra (the ScaNN tests skip there).
+def test_scann_needs_item_embeddings(tmp_path):
+    from tf_attnrec.models import PopularityModel
+
+    vocabulary = Vocabulary.from_ids(["a", "b", "c"])
+    with pytest.raises(ValueError, match="needs a model with item embeddings"):
+        export_retrieval(PopularityModel(vocabulary.size), tmp_path / "p" / "1", k=1,
+                         index="scann", vocabulary=vocabulary)
