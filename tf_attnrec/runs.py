@@ -5,8 +5,8 @@ A run directory (`tf-attnrec train --output RUN`) holds:
 | file | what | written by |
 |---|---|---|
 | `config.yaml` | the resolved run config (model, data, model_config, training, provenance) | `write_run_config` |
-| `model_config.json` | `{"class_name", "config", "max_length", "extra"}` of the Keras model | `save_model` |
-| `weights/model.*` | a TensorFlow checkpoint of the model's variables | `save_model` |
+| `model_config.json` | `{"class_name", "config", "max_length", "extra", "weights"}` of the Keras model | `save_model` |
+| `weights-<id>/model.*` | a TensorFlow checkpoint of the model's variables, the one `"weights"` names | `save_model` |
 | `vocabulary.json` | the item `Vocabulary` (raw id <-> model id) | `save_model` |
 | `feature_vocabularies.json`, `item_features.npz` | side-feature vocabularies and per-item feature ids (models that read side features) | `save_feature_tables` |
 | `items.json` | item titles / genres / years, for printing | `write_items` |
@@ -16,7 +16,8 @@ A run directory (`tf-attnrec train --output RUN`) holds:
 Any registered zoo model reloads with `load_model`: its class is found through Keras'
 serialization registry (every zoo model is `register_keras_serializable(package="tf_attnrec")`),
 so no list of classes is kept here. JSON files are written atomically (temporary file +
-rename), so a crash never leaves half a file.
+rename), so a crash never leaves half a file; the weights are swapped in through the config
+that names them, so a crash never pairs a config with weights of another save.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import tempfile
+import uuid
 from typing import Any, Mapping, Optional, Union
 
 import numpy as np
@@ -38,7 +41,10 @@ PathLike = Union[str, os.PathLike]
 
 RUN_CONFIG_FILE = "config.yaml"
 CONFIG_FILE = "model_config.json"
-WEIGHTS_PREFIX = "weights/model"  # TensorFlow checkpoint prefix inside the run directory
+# TensorFlow checkpoint prefix inside the run directory, as runs before versioned weights wrote
+# it; `save_model` now writes `weights-<id>/model` and names it in model_config.json.
+WEIGHTS_PREFIX = "weights/model"
+WEIGHTS_DIR_PREFIX = "weights-"
 VOCABULARY_FILE = "vocabulary.json"
 VOCABULARIES_FILE = "feature_vocabularies.json"
 ITEM_FEATURES_FILE = "item_features.npz"
@@ -212,11 +218,25 @@ def save_model(
         "max_length": int(model.max_length),
         "extra": dict(extra or {}),
     }
-    write_text_atomic(run_dir / CONFIG_FILE, json.dumps(config, indent=2, default=str))
-    model.save_weights(str(run_dir / WEIGHTS_PREFIX))
+    # A checkpoint is several files, so no single rename makes it appear at once. The weights go
+    # to a fresh folder that model_config.json then names, and that config's atomic rename is
+    # the commit: a crash at any point leaves the old config with the old weights, or the new
+    # with the new. Older weight folders go only after the commit.
+    weights = f"{WEIGHTS_DIR_PREFIX}{uuid.uuid4().hex[:12]}/model"
+    model.save_weights(str(run_dir / weights))
     if vocabulary is not None:
         write_text_atomic(run_dir / VOCABULARY_FILE, vocabulary.to_json())
+    write_text_atomic(run_dir / CONFIG_FILE, json.dumps({**config, "weights": weights}, indent=2, default=str))
+    current = pathlib.PurePath(weights).parts[0]
+    for old in [*run_dir.glob(f"{WEIGHTS_DIR_PREFIX}*"), run_dir / pathlib.PurePath(WEIGHTS_PREFIX).parts[0]]:
+        if old.is_dir() and old.name != current:
+            shutil.rmtree(old, ignore_errors=True)
     return run_dir
+
+
+def weights_prefix(run_dir: PathLike, config: Mapping[str, Any]) -> pathlib.Path:
+    """The checkpoint prefix that a run's model_config.json names (older runs: `weights/model`)."""
+    return pathlib.Path(run_dir) / config.get("weights", WEIGHTS_PREFIX)
 
 
 def load_model(run_dir: PathLike) -> tuple[tf.keras.Model, Optional[Vocabulary], dict]:
@@ -249,9 +269,10 @@ def load_model(run_dir: PathLike) -> tuple[tf.keras.Model, Optional[Vocabulary],
         )
     model = model_class.from_config(config["config"])
     model.build_variables()
-    if not tf.io.gfile.glob(str(run_dir / WEIGHTS_PREFIX) + ".index"):
-        raise FileNotFoundError(f"{run_dir / WEIGHTS_PREFIX}.index not found (no saved weights).")
-    status = model.load_weights(str(run_dir / WEIGHTS_PREFIX))
+    prefix = weights_prefix(run_dir, config)
+    if not tf.io.gfile.glob(str(prefix) + ".index"):
+        raise FileNotFoundError(f"{prefix}.index not found (no saved weights).")
+    status = model.load_weights(str(prefix))
     # Optimizer slots are in the checkpoint but not needed for inference: do not warn.
     status.assert_existing_objects_matched().expect_partial()
     vocabulary_path = run_dir / VOCABULARY_FILE
@@ -292,7 +313,7 @@ def load_weights_from_run(
         ValueError: the saved config (same class) or vocabulary differs from `model`'s, or a
             run of another model shares no weight with it.
     """
-    saved, saved_vocabulary, _ = load_model(run_dir)
+    saved, saved_vocabulary, saved_config = load_model(run_dir)
     model.build_variables()
     if vocabulary is not None and saved_vocabulary is not None and saved_vocabulary != vocabulary:
         raise ValueError(
@@ -303,7 +324,7 @@ def load_weights_from_run(
         before = [w.numpy() for w in model.weights]
         # The checkpoint is matched object by object: only the shared attribute paths restore.
         try:
-            model.load_weights(str(pathlib.Path(run_dir) / WEIGHTS_PREFIX)).expect_partial()
+            model.load_weights(str(weights_prefix(run_dir, saved_config))).expect_partial()
         except AssertionError:  # TensorFlow's "nothing except the root object matched"
             pass
         copied = sum(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.weights))
