@@ -215,9 +215,11 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
             numbers["title"] = tf.cast(tokens, tf.int32)
         if "year" in self.item_features:
             first, last = self.year_range
-            years = tf.reshape(tf.cast(years, tf.int32), [-1])
-            # A year outside the trained range takes its nearest trained year; 0 stays unknown.
-            numbers["year"] = tf.where(years > 0, tf.clip_by_value(years, first, last) - first + 1, 0)
+            # In int64, as a request may send them: an int32 cast would wrap 2**32 + 1995 to 1995.
+            years = tf.reshape(tf.cast(years, tf.int64), [-1])
+            # A year outside the trained range takes its nearest trained year; 0 and below are unknown.
+            index = tf.where(years > 0, tf.clip_by_value(years, first, last) - first + 1, 0)
+            numbers["year"] = tf.cast(index, tf.int32)
         return numbers
 
     def set_catalogue(self, content: ItemContent) -> None:
