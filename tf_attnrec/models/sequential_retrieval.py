@@ -305,9 +305,7 @@ class SequentialRetrievalModel(RecommenderModel):
         if self.loss_name == "softmax":
             # Rows 0 and 1 are never targets: score only real items (ids shift by 2), which
             # also saves a pass over the [N, vocab_size] logits for masking.
-            logits = tf.matmul(queries, table[2:], transpose_b=True)
-            if self.loss_items == "trained":
-                logits += tf.where(self.item_counts[2:] > 0, 0.0, _EXCLUDED_LOGIT)
+            logits = tf.matmul(queries, table[2:], transpose_b=True) + self._loss_items_bias()
             loss = self.task(target_ids - 2, logits)
             if self.content_loss_weight:
                 loss += self.content_loss_weight * self._content_loss(queries, target_ids, logits, training)
@@ -329,6 +327,12 @@ class SequentialRetrievalModel(RecommenderModel):
             return self.task(labels, logits)
         return self._retrieval_loss(queries, target_ids, table)
 
+    def _loss_items_bias(self) -> Union[tf.Tensor, float]:
+        """Added to the softmax's `[N, vocab_size - 2]` logits: the items it must not rank the target against."""
+        if self.loss_items == "trained":
+            return tf.where(self.item_counts[2:] > 0, 0.0, _EXCLUDED_LOGIT)
+        return 0.0
+
     def _content_loss(self, queries: tf.Tensor, target_ids: tf.Tensor, logits: tf.Tensor,
                       training: bool) -> tf.Tensor:
         """The softmax cross-entropy again, with a random half of the items scored by their content alone.
@@ -342,8 +346,7 @@ class SequentialRetrievalModel(RecommenderModel):
         """
         content_logits = tf.matmul(tf.stop_gradient(queries), self.encoder.content_table(training=training)[2:],
                                    transpose_b=True)
-        if self.loss_items == "trained":
-            content_logits += tf.where(self.item_counts[2:] > 0, 0.0, _EXCLUDED_LOGIT)
+        content_logits += self._loss_items_bias()
         by_content = tf.random.uniform([tf.shape(logits)[1]]) < _CONTENT_SHARE
         return self.task(target_ids - 2, tf.where(by_content, content_logits, tf.stop_gradient(logits)))
 
