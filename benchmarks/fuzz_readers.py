@@ -11,7 +11,7 @@ what was written (with on_bad_lines="skip": exactly the valid rows, and a warnin
 exception is a failure, except `FileNotFoundError` for a missing file and `ValueError` for
 contradictory column flags (the same column selected twice).
 
-The strategies and properties are those of `tests/data/test_reader_fuzz.py` (imported by path);
+The strategies and properties are those of `tests/data/test_reader_fuzz.py` (imported as a module);
 this script runs them with the large Hypothesis profile ("fuzz"), generation only, and keeps
 going after a failure, so every failure is listed.
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import importlib.util
+import importlib
 import math
 import pathlib
 import sys
@@ -39,7 +39,6 @@ import types
 from typing import Optional, Sequence
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-FUZZ_MODULE = REPO / "tests" / "data" / "test_reader_fuzz.py"
 DEFAULT_CASES = 10_000
 # Raised by design: a missing file; the same column passed as two of the column flags.
 EXPECTED_OTHERS = {"FileNotFoundError": "missing files", "ValueError": "contradictory column flags"}
@@ -47,14 +46,10 @@ WIDTHS = (6, 6, 16, 6, 9, 8)  # of the table's columns after the reader's name
 
 
 def load_fuzz_module() -> types.ModuleType:
-    """Imports the test module by path (registered in sys.modules: its dataclasses look it up)."""
+    """The test module, whose strategies and properties this script runs (the repository root goes on the path)."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    spec = importlib.util.spec_from_file_location("reader_fuzz", FUZZ_MODULE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("tests.data.test_reader_fuzz")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -8,7 +8,7 @@ strings, empty batches and histories of up to 2,500 entries with zero failures: 
 shapes, finite scores, probabilities in [0, 1], served ids only and no history item returned.
 
 The exports, the request strategies and the properties are those of
-`tests/export/test_signature_fuzz.py` (imported by path); this script runs them with the large
+`tests/export/test_signature_fuzz.py` (imported as a module); this script runs them with the large
 hypothesis profile ("fuzz") and keeps going after a failure, so every failure is listed.
 
 Usage:
@@ -24,7 +24,7 @@ request. Exits 1 if any property failed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import math
 import pathlib
 import sys
@@ -34,19 +34,14 @@ import types
 from typing import Optional, Sequence
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-FUZZ_MODULE = REPO / "tests" / "export" / "test_signature_fuzz.py"
 DEFAULT_CASES = 12_000
 
 
 def load_fuzz_module() -> types.ModuleType:
-    """Imports the test module by path (it imports the repository's `tests` helpers, so the root goes on the path)."""
+    """The test module, whose strategies and properties this script runs (the repository root goes on the path)."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    spec = importlib.util.spec_from_file_location("signature_fuzz", FUZZ_MODULE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("tests.export.test_signature_fuzz")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

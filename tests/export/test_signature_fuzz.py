@@ -11,7 +11,7 @@ history, none of the row's history items. `embed_items` also reads a year past t
 as the nearest trained year (0 and below: unknown).
 
 Profiles: "ci" (25 examples per signature, derandomized) by default; `TF_ATTNREC_FUZZ_PROFILE=fuzz`
-selects the large one. `benchmarks/fuzz_signatures.py` imports this module by path and runs the
+selects the large one. `benchmarks/fuzz_signatures.py` imports this module and runs the
 same properties with the large profile, counting the generated cases.
 """
 
@@ -53,7 +53,14 @@ HUGE_LENGTHS = (1000, 2500)
 
 
 # ----------------------------------------------------------------------------- raw values
-class Repeated(bytes):
+class _ShortRepr:
+    """IPython-style pretty printing (hypothesis' falsifying examples) through the short `__repr__`."""
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
+class Repeated(_ShortRepr, bytes):
     """A very long raw value, printed short in hypothesis' falsifying examples."""
 
     def __new__(cls, unit: bytes, times: int) -> "Repeated":
@@ -64,11 +71,8 @@ class Repeated(bytes):
     def __repr__(self) -> str:
         return f"Repeated({self.unit!r}, {self.times})"
 
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(repr(self))
 
-
-class Joined(bytes):
+class Joined(_ShortRepr, bytes):
     """Genres "A|B" joined from raw parts, printed as its parts (a part may be `Repeated`)."""
 
     def __new__(cls, parts: Sequence[bytes]) -> "Joined":
@@ -79,11 +83,8 @@ class Joined(bytes):
     def __repr__(self) -> str:
         return f"Joined({self.parts!r})"
 
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(repr(self))
 
-
-class Tiled(tuple):
+class Tiled(_ShortRepr, tuple):
     """A huge history row (or a big batch of rows): `pattern` repeated to `length` entries, printed short."""
 
     def __new__(cls, pattern: Sequence[bytes], length: int) -> "Tiled":
@@ -94,9 +95,6 @@ class Tiled(tuple):
 
     def __repr__(self) -> str:
         return f"Tiled({self.pattern!r}, {self.length})"
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(repr(self))
 
 
 def _utf8(values: Sequence[str]) -> list[bytes]:
