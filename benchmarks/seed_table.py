@@ -151,12 +151,13 @@ def run_one(row: str, seed: int, args: argparse.Namespace) -> dict:
         sys.executable, "-m", "tf_attnrec.cli", "train", "--model", model, *flags,
         "--config", str(REPO / "models" / model / "config.yaml"), "--dataset", args.dataset,
         "--data-dir", str(args.data_dir), "--seed", str(seed), "--output", str(run_dir),
-        "--overwrite", *(["--time-limit", str(args.time_limit)] if args.time_limit else []),
+        # --resume: an interrupted run resumes from its backup (rerunning its command does).
+        *([] if args.resume else ["--overwrite"]), *(["--time-limit", str(args.time_limit)] if args.time_limit else []),
     ]
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(args.threads),
                TF_NUM_INTEROP_THREADS=str(args.threads), TF_CPP_MIN_LOG_LEVEL="2")
     start = time.perf_counter()
-    with open(run_dir / "train.log", "w") as log:
+    with open(run_dir / "train.log", "a" if args.resume else "w") as log:
         status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     if status.returncode:
         raise RuntimeError(f"{' '.join(command)} failed ({status.returncode}); see {run_dir / 'train.log'}.")
@@ -228,7 +229,7 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, help="minutes of training per run (the CLI's --time-limit)")
     parser.add_argument("--workers", type=int, default=2, help="runs trained at the same time")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads per run")
-    parser.add_argument("--resume", action="store_true", help="reuse runs whose metrics.json exists")
+    parser.add_argument("--resume", action="store_true", help="reuse runs whose metrics.json exists, and resume interrupted ones from their backups")
     args = parser.parse_args()
     spec = TABLES[args.task]
     unknown = sorted(set(args.models or ()) - set(spec.models))

@@ -16,6 +16,13 @@ from tf_attnrec._keras_guard import ensure_legacy_keras as _ensure_legacy_keras 
 
 _ensure_legacy_keras()
 
+import tensorflow as _tf  # noqa: E402
+
+# Keras' random layers (dropout, `RandomDraws`) then draw from `tf.random.Generator`s, whose
+# state a training backup can save, so a resumed run draws what an uninterrupted one would
+# (`tf_attnrec.backup`); stateful `tf.random` ops keep theirs where no checkpoint reaches.
+_tf.keras.backend.experimental.enable_tf_random_generator()
+
 from tf_attnrec._cuda_probe import quiet_cuda_probe as _quiet_cuda_probe  # noqa: E402
 
 _quiet_cuda_probe(_USER_SET_LOG_LEVEL)

@@ -26,6 +26,7 @@ import dataclasses
 import datetime
 import json
 import pathlib
+import shutil
 import sys
 from typing import Any, Callable, Optional, Sequence
 
@@ -164,6 +165,34 @@ def _progress_bar() -> Any:
     return ProgressBar(count_mode="steps")
 
 
+def _check_resumable(run_dir: pathlib.Path, config: dict, args: argparse.Namespace) -> bool:
+    """Whether `train` resumes the interrupted run in `run_dir` (`tf_attnrec.backup`).
+
+    A backup resumes only under the config it was started with (the recorded `config.yaml`,
+    provenance aside); `--overwrite` discards it.
+    """
+    from tf_attnrec import runs
+
+    backup = run_dir / runs.BACKUP_DIR
+    if not backup.is_dir():
+        return False
+    if args.overwrite:
+        shutil.rmtree(backup)
+        return False
+    recorded = runs.read_config(run_dir / runs.RUN_CONFIG_FILE) if (run_dir / runs.RUN_CONFIG_FILE).is_file() else {}
+    recorded = {key: value for key, value in recorded.items() if key not in runs.PROVENANCE_KEYS or key == "init_from"}
+    wanted = {**config, **({"init_from": str(args.init_from)} if args.init_from else {})}
+    wanted = yaml.safe_load(yaml.safe_dump(wanted))  # as config.yaml would record it (tuples as lists, ...)
+    differing = sorted(key for key in {*recorded, *wanted} if recorded.get(key) != wanted.get(key))
+    if differing:
+        raise ValueError(
+            f"{run_dir} holds an interrupted run (its {runs.BACKUP_DIR}/) started with another config: "
+            f"{', '.join(differing)} differ. Rerun with the flags it was started with to resume it, or pass "
+            "--overwrite to train afresh."
+        )
+    return True
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tf_attnrec import runs
 
@@ -175,6 +204,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = pathlib.Path(args.output or f"runs/{config['model']}-{source.dataset_name}-{stamp}")
     if (run_dir / runs.CONFIG_FILE).exists() and not args.overwrite:
         raise FileExistsError(f"{run_dir} already holds a trained model; pass another --output or --overwrite.")
+    resuming = _check_resumable(run_dir, {**config, "data": source.to_config()}, args)
+    if args.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     if args.init_from and task.name in ("ranking", "multitask"):
         raise ValueError(f"--init-from applies to retrieval and collaborative models, not to the {task.name} model "
                          f"{config['model']!r}.")
@@ -188,10 +222,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     provenance = {"source": dataset.source, "form": dataset.form, "created": stamp, "version": __version__}
     if args.init_from:
         provenance["init_from"] = str(args.init_from)
-    runs.write_run_config(run_dir, {**config, "data": source.to_config(), **provenance})
+    if not resuming:
+        runs.write_run_config(run_dir, {**config, "data": source.to_config(), **provenance})
     if dataset.items is not None and "title" in dataset.items:
         runs.write_items(dataset.items, task.item_vocabulary(data), run_dir)
-    print(f"Training {config['model']} ({task.name}) on {source.describe()}: {dataset!r} -> {run_dir}", flush=True)
+    print(f"{'Resuming' if resuming else 'Training'} {config['model']} ({task.name}) on {source.describe()}: "
+          f"{dataset!r} -> {run_dir}", flush=True)
     result = task.fit(
         model, data, **training, run_dir=run_dir,
         extra_config={"model": config["model"], "dataset": source.dataset_name, "data": data_options},
@@ -465,7 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", help=f"zoo model name (default: the config's, else {DEFAULT_MODEL})")
     train.add_argument("--config", help="zoo/run config YAML (default: models/<model>/config.yaml)")
     train.add_argument("--output", help="run directory (default: runs/<model>-<data>-<time>)")
-    train.add_argument("--overwrite", action="store_true", help="replace a run already in --output")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace a run already in --output, or train afresh over an interrupted one's backup "
+                            "(by default, rerunning the same command resumes it)")
     _add_data_flags(train, for_training=True)
     train.add_argument("--epochs", type=_positive_int, help="maximum passes over the training data")
     train.add_argument("--batch-size", type=_positive_int)
@@ -486,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--time-limit", type=float, metavar="MINUTES",
                        help="stop after the first validation past this many minutes (best weights kept)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    train.add_argument("--deterministic", action="store_true",
+                       help="turn on TensorFlow's op determinism, so that the same seed gives the same metrics "
+                            "(slower where an op has a faster non-deterministic kernel)")
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run on its data")

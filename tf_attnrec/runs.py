@@ -12,6 +12,7 @@ A run directory (`tf-attnrec train --output RUN`) holds:
 | `items.json` | item titles / genres / years, for printing | `write_items` |
 | `user_vocabulary.json`, `graph.npz` | raw user id <-> user row, and the training user-item graph (collaborative models) | `tf_attnrec.tasks.collaborative` |
 | `metrics.json`, `history.csv`, `logs/` | results, per-epoch log, TensorBoard logs | `tf_attnrec.training` |
+| `backup/` | the checkpoint a rerun resumes from, while training is unfinished | `tf_attnrec.backup` |
 
 Any registered zoo model reloads with `load_model`: its class is found through Keras'
 serialization registry (every zoo model is `register_keras_serializable(package="tf_attnrec")`),
@@ -54,6 +55,7 @@ GRAPH_FILE = "graph.npz"  # tf_attnrec.data.graph.InteractionGraph.save
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 TENSORBOARD_DIR = "logs"
+BACKUP_DIR = "backup"  # tf_attnrec.backup: present only while a run is unfinished
 ITEMS_FORMAT = "tf_attnrec.items/1"
 _KERAS_PACKAGE = "tf_attnrec"
 

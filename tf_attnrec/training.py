@@ -20,7 +20,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from tf_attnrec.runs import HISTORY_FILE, TENSORBOARD_DIR
+from tf_attnrec.backup import DEFAULT_BACKUP_STEPS, TrainingBackup, resume_point, truncate_history_csv
+from tf_attnrec.runs import BACKUP_DIR, HISTORY_FILE, TENSORBOARD_DIR
 
 PathLike = Union[str, os.PathLike]
 
@@ -45,6 +46,10 @@ class TimeLimit(tf.keras.callbacks.Callback):
 
     def on_train_begin(self, logs: Optional[dict] = None) -> None:
         self._deadline = time.monotonic() + 60.0 * self.minutes
+
+    def credit(self, seconds: float) -> None:
+        """Counts `seconds` an interrupted attempt of the run already spent against the budget."""
+        self._deadline -= seconds
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         if time.monotonic() >= self._deadline:
@@ -151,6 +156,7 @@ def fit_model(
     validation_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
     validation_data: Optional[tf.data.Dataset] = None,
     run_dir: Optional[PathLike] = None,
+    backup_steps: int = DEFAULT_BACKUP_STEPS,
     callbacks: Sequence[tf.keras.callbacks.Callback] = (),
     verbose: int = 0,
 ) -> FitResult:
@@ -180,7 +186,10 @@ def fit_model(
         validation_callbacks: Callbacks that write `val_*` into the epoch logs (they run
             before early stopping sees the logs).
         validation_data: Or Keras validation data (metrics of the model's task, `val_` prefix).
-        run_dir: If given, `history.csv` and TensorBoard logs (`logs/`) are written here.
+        run_dir: If given, `history.csv` and TensorBoard logs (`logs/`) are written here, and
+            a backup (`backup/`, `tf_attnrec.backup`) that a rerun into the same folder
+            resumes from; it is deleted when `fit` ends.
+        backup_steps: With `run_dir`, back up every this many steps as well as every epoch.
         callbacks: Extra Keras callbacks (e.g. a progress bar).
         verbose: Keras `fit` verbosity.
 
@@ -211,36 +220,50 @@ def fit_model(
             restore_best_weights=True,
         )
         all_callbacks.append(early_stopping)
+    reduce_lr = None
     if reduce_lr_patience is not None:
-        all_callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
+        reduce_lr = tf.keras.callbacks.ReduceLROnPlateau(
             monitor=monitor, mode=monitor_mode, factor=reduce_lr_factor,
             patience=max(1, math.ceil(reduce_lr_patience / eval_every)), min_lr=min_learning_rate,
             min_delta=0.0, verbose=0,
-        ))
+        )
+        all_callbacks.append(reduce_lr)
     time_limit = TimeLimit(time_limit_minutes) if time_limit_minutes else None
     if time_limit is not None:
         all_callbacks.append(time_limit)
     all_callbacks.extend(callbacks)
+    steps_per_epoch = int(train.cardinality().numpy()) * eval_every
+    # One repeated stream of passes: its order depends on the seed alone, so a resumed run
+    # skips the steps its backup holds and reads on where the stopped one would have.
+    stream = train.repeat()
+    backup = None
     if run_dir is not None:
         run_dir = pathlib.Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        all_callbacks.append(tf.keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE)))
+        resumed = resume_point(run_dir / BACKUP_DIR)
+        if resumed is not None:
+            truncate_history_csv(run_dir / HISTORY_FILE, resumed.epochs_done(steps_per_epoch))
+            stream = stream.skip(resumed.steps_done(steps_per_epoch))
+        all_callbacks.append(tf.keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resumed is not None))
         # Epoch summaries only (losses, val_* and the learning rate): no graph, no profiling.
         all_callbacks.append(tf.keras.callbacks.TensorBoard(
             str(run_dir / TENSORBOARD_DIR), write_graph=False, profile_batch=0, update_freq="epoch",
         ))
-    steps_per_pass = int(train.cardinality().numpy())
+        backup = TrainingBackup(run_dir / BACKUP_DIR, backup_steps, early_stopping=early_stopping,
+                                reduce_lr=reduce_lr, time_limit=time_limit)
+        all_callbacks.append(backup)  # last: see TrainingBackup
     start = time.perf_counter()
     fit = model.fit(
-        train.repeat() if eval_every > 1 else train,
+        stream,
         epochs=max(1, math.ceil(epochs / eval_every)),
-        steps_per_epoch=steps_per_pass * eval_every if eval_every > 1 else None,
+        steps_per_epoch=steps_per_epoch,
         validation_data=validation_data,
         callbacks=all_callbacks,
         verbose=verbose,
     )
-    train_seconds = time.perf_counter() - start
-    history = {k: [float(x) for x in v] for k, v in fit.history.items()}
+    train_seconds = time.perf_counter() - start + (backup.seconds_before if backup is not None else 0.0)
+    # A resumed run's backup holds the epochs of every attempt; Keras' history only this one's.
+    history = backup.history if backup is not None else {k: [float(x) for x in v] for k, v in fit.history.items()}
     best = np.argmax if monitor_mode == "max" else np.argmin
     best_pass = (int(best(history[monitor])) + 1) * eval_every if history.get(monitor) else None
     if early_stopping is not None and early_stopping.stopped_epoch > 0:

@@ -36,6 +36,7 @@ from tf_attnrec.layers.graph_sage import GraphSAGE
 from tf_attnrec.layers.item_similarity import ItemSimilarityAttention
 from tf_attnrec.layers.multi_head_attention import MultiHeadAttention
 from tf_attnrec.layers.pooling import AttentionPooling
+from tf_attnrec.layers.random_draws import RandomDraws
 from tf_attnrec.layers.recurrent import RecurrentAttentionEncoder
 from tf_attnrec.layers.target_attention import TargetAttention
 from tf_attnrec.layers.transformer import TransformerBlock
@@ -149,6 +150,7 @@ def _build_model() -> tf.keras.Model:
         tf.keras.layers.Flatten(name="ple_tasks")(experts["task_outputs"]),
     ])
     scores = tf.keras.layers.Dense(NUM_OUTPUTS, name="scores")(heads)
+    scores = RandomDraws(name="draws")(scores)  # draws for training only: an identity when called
     model = tf.keras.Model(item_ids, scores, name="all_layers")
     _set_catalogue(model.get_layer("item_tower"))
     return model

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import os
 import pathlib
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 import numpy as np
 import tensorflow as tf
@@ -381,14 +381,15 @@ class NeighbourSampler:
 
 
 def sample_with_replacement(indptr: tf.Tensor, neighbours: tf.Tensor, nodes: tf.Tensor,
-                            num_samples: int) -> tuple[tf.Tensor, tf.Tensor]:
+                            num_samples: int, uniform: Callable = tf.random.uniform) -> tuple[tf.Tensor, tf.Tensor]:
     """In-graph neighbour sampling for training steps: S draws with replacement per node.
 
     What GraphSAGE's reference sampler does (fixed-size lists drawn with replacement); as
     TensorFlow ops it runs inside the compiled step, where `NeighbourSampler` (NumPy, without
     replacement) would need a Python call per batch. A node without neighbours gets an
-    all-False mask. Draws use TensorFlow's op seeds, so `tf.keras.utils.set_random_seed`
-    makes them repeatable.
+    all-False mask. Draws come from `uniform`: a model passes its `RandomDraws.uniform`, whose
+    state a training backup restores (`tf.random.uniform`, the default, is repeatable under
+    `tf.keras.utils.set_random_seed`, but not across a resume).
 
     Args:
         indptr: int64 [n + 1] and
@@ -397,6 +398,7 @@ def sample_with_replacement(indptr: tf.Tensor, neighbours: tf.Tensor, nodes: tf.
             index to read (it is masked).
         nodes: int [B] nodes to sample for.
         num_samples: S.
+        uniform: `uniform(shape, dtype=...)`, floats in [0, 1).
 
     Returns:
         (sampled int32 [B, S], mask bool [B, S]).
@@ -404,7 +406,7 @@ def sample_with_replacement(indptr: tf.Tensor, neighbours: tf.Tensor, nodes: tf.
     nodes = tf.cast(nodes, tf.int64)
     starts = tf.gather(indptr, nodes)
     degrees = tf.gather(indptr, nodes + 1) - starts
-    draws = tf.random.uniform(tf.stack([tf.shape(nodes)[0], num_samples]), dtype=tf.float32)
+    draws = uniform(tf.stack([tf.shape(nodes)[0], num_samples]), dtype=tf.float32)
     offsets = tf.cast(draws * tf.cast(degrees, tf.float32)[:, tf.newaxis], tf.int64)
     offsets = tf.minimum(offsets, tf.maximum(degrees - 1, 0)[:, tf.newaxis])  # float rounding at 1.0
     sampled = tf.gather(neighbours, starts[:, tf.newaxis] + offsets)

@@ -12,6 +12,7 @@ from tf_attnrec.layers.graph_sage import GraphSAGE
 from tf_attnrec.layers.item_similarity import ItemSimilarityAttention
 from tf_attnrec.layers.multi_head_attention import MultiHeadAttention
 from tf_attnrec.layers.pooling import AttentionPooling
+from tf_attnrec.layers.random_draws import RandomDraws
 from tf_attnrec.layers.recurrent import RecurrentAttentionEncoder
 from tf_attnrec.layers.target_attention import TargetAttention
 from tf_attnrec.layers.transformer import TransformerBlock
@@ -30,6 +31,7 @@ __all__ = [
     "MultiGateExperts",
     "MultiHeadAttention",
     "PositionEmbedding",
+    "RandomDraws",
     "RecurrentAttentionEncoder",
     "ScaledDotProductAttention",
     "SessionGraph",

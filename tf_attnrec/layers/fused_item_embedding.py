@@ -19,6 +19,7 @@ from tf_attnrec.data.item_content import GENRE_SEPARATOR, TRAILING_YEAR_PATTERN,
 from tf_attnrec.layers.checks import check_positive_int
 from tf_attnrec.layers.config import ConfigFromAttributes
 from tf_attnrec.layers.cross_modal_attention import CrossModalAttention
+from tf_attnrec.layers.random_draws import RandomDraws
 
 ID = "id"
 
@@ -147,6 +148,7 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
         self.id_dropout = float(id_dropout)
         self.id_residual = bool(id_residual)
         self.content_for_warm = bool(content_for_warm)
+        self.draws = RandomDraws(name="random_draws")  # id dropout
         needed = {"title": ("title_vocabulary", title_vocabulary), "genres": ("genre_vocabulary", genre_vocabulary),
                   "year": ("year_range", year_range), "vectors": ("vector_dim", vector_dim)}
         for feature, (argument, value) in needed.items():
@@ -255,7 +257,7 @@ class FusedItemEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
               training: Optional[bool]) -> tuple[tf.Tensor, tf.Tensor]:
         id_present = tf.cast(id_present, tf.bool)
         if training and self.id_dropout > 0:
-            id_present &= tf.random.uniform(tf.shape(id_present)) >= self.id_dropout
+            id_present &= self.draws.uniform(tf.shape(id_present)) >= self.id_dropout
         inputs = {ID: id_vectors}
         mask = {ID: id_present}
         if "genres" in numbers:

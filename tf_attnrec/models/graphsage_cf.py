@@ -33,6 +33,7 @@ from tf_attnrec.data.graph import InteractionGraph, NeighbourSampler, sample_wit
 from tf_attnrec.data.vocabulary import FIRST_ID
 from tf_attnrec.layers.checks import check_positive_int
 from tf_attnrec.layers.graph_sage import GraphSAGE
+from tf_attnrec.layers.random_draws import RandomDraws
 from tf_attnrec.layers.sparse_ops import gather_rows
 from tf_attnrec.models.graph_cf import GraphCFModel
 from tf_attnrec.models.registry import register_model
@@ -112,6 +113,7 @@ class GraphSAGECF(GraphCFModel):
         self.aggregator = aggregator
         self.item_layer = GraphSAGE(embedding_dim, aggregator, activation=None, normalize=False, name="item_sage")
         self.user_layer = GraphSAGE(embedding_dim, aggregator, activation=None, normalize=False, name="user_sage")
+        self.draws = RandomDraws(name="random_draws")  # the training step's neighbour samples
         self._csr = None
 
     def graph_changed(self, graph: InteractionGraph) -> None:
@@ -192,7 +194,8 @@ class GraphSAGECF(GraphCFModel):
         positives, negatives = positives - FIRST_ID, negatives - FIRST_ID  # model ids -> item nodes
         batch, samples = tf.shape(users)[0], self.num_samples
         # The user's items, the positive left out (a new user's history never holds the answer).
-        history, history_mask = sample_with_replacement(tensors["user_indptr"], tensors["user_items"], users, samples)
+        history, history_mask = sample_with_replacement(tensors["user_indptr"], tensors["user_items"], users, samples,
+                                                         self.draws.uniform)
         history_mask &= tf.not_equal(history, positives[:, tf.newaxis])
         # Every item the step scores. As in GraphSAGE's minibatch algorithm, each distinct item
         # gets one sampled neighbourhood per step (a batch reads a few thousand items about
@@ -201,7 +204,7 @@ class GraphSAGECF(GraphCFModel):
         roots = tf.concat([tf.repeat(users, samples), users, users], axis=0)
         nodes, node_of_row = tf.unique(items)
         neighbours, neighbour_mask = sample_with_replacement(
-            tensors["item_indptr"], tensors["item_users"], nodes, samples)
+            tensors["item_indptr"], tensors["item_users"], nodes, samples, self.draws.uniform)
         row_mask = tf.logical_and(
             tf.gather(neighbour_mask, node_of_row),
             tf.not_equal(tf.gather(neighbours, node_of_row), roots[:, tf.newaxis]),

@@ -29,6 +29,7 @@ import tensorflow as tf
 from tf_attnrec.data.vocabulary import FIRST_ID
 from tf_attnrec.layers.checks import check_positive_int
 from tf_attnrec.layers.item_similarity import ItemSimilarityAttention
+from tf_attnrec.layers.random_draws import RandomDraws
 from tf_attnrec.models.base import RecommenderModel
 from tf_attnrec.models.registry import register_model
 
@@ -69,6 +70,7 @@ class ItemSimilarityModel(RecommenderModel):
         self.embedding_dim = check_positive_int(owner, "`embedding_dim`", embedding_dim)
         self.max_length = check_positive_int(owner, "`max_length`", max_length)
         self.num_negatives = check_positive_int(owner, "`num_negatives`", num_negatives)
+        self.draws = RandomDraws(name="random_draws")  # the negatives
         if isinstance(l2_weight, bool) or not isinstance(l2_weight, (int, float)) or l2_weight < 0:
             raise ValueError(f"{owner}: `l2_weight` must be a number >= 0; got {l2_weight!r}.")
         self.l2_weight = float(l2_weight)
@@ -157,8 +159,8 @@ class ItemSimilarityModel(RecommenderModel):
                 f"{sorted(features) if isinstance(features, Mapping) else type(features).__name__}.")
         positives = tf.cast(tf.reshape(features["positive"], [-1, 1]), tf.int32)
         # Uniform over real items; a negative the user has seen is rare and left in (as in FISM).
-        negatives = tf.random.uniform([tf.shape(positives)[0], self.num_negatives], FIRST_ID, self.vocab_size,
-                                      tf.int32)
+        negatives = self.draws.uniform([tf.shape(positives)[0], self.num_negatives], FIRST_ID, self.vocab_size,
+                                       tf.int32)
         candidates = tf.concat([positives, negatives], axis=1)
         logits = self.score_candidates(features, candidates, training=training)
         labels = tf.concat([tf.ones_like(positives, logits.dtype), tf.zeros_like(negatives, logits.dtype)], axis=1)

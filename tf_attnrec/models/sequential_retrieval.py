@@ -10,6 +10,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tf_attnrec.layers.checks import check_positive_int
+from tf_attnrec.layers.random_draws import RandomDraws
 from tf_attnrec.models.base import RecommenderModel, count_items
 from tf_attnrec.models.sequence_encoder import SequenceEncoder
 
@@ -128,6 +129,7 @@ class SequentialRetrievalModel(RecommenderModel):
         self.prefixes_per_sequence = check_positive_int(owner, "`prefixes_per_sequence`", prefixes_per_sequence)
         self.temperature = temperature
         self.vocab_size = encoder.vocab_size
+        self.draws = RandomDraws(name="random_draws")  # negatives, prefixes, content share, query subsets
 
         excluded = np.zeros([self.vocab_size], np.float32)
         excluded[:2] = _EXCLUDED_LOGIT
@@ -284,7 +286,7 @@ class SequentialRetrievalModel(RecommenderModel):
         k = self.prefixes_per_sequence
         # Left padding: the real positions are the last `count` ones.
         offsets = tf.cast(
-            tf.random.uniform([num_rows, k]) * tf.cast(counts[:, None], tf.float32), tf.int32
+            self.draws.uniform([num_rows, k]) * tf.cast(counts[:, None], tf.float32), tf.int32
         )
         cut = length - counts[:, None] + tf.minimum(offsets, counts[:, None] - 1)  # [R, k]
         shift = length - 1 - cut
@@ -312,11 +314,11 @@ class SequentialRetrievalModel(RecommenderModel):
             return loss
         if self.loss_name == "bce":
             if positions is None:
-                negative_ids = tf.random.uniform(tf.shape(target_ids), 2, self.vocab_size, tf.int32)
+                negative_ids = self.draws.uniform(tf.shape(target_ids), 2, self.vocab_size, tf.int32)
             else:
                 # Drawn over the whole [B * L] grid (a static shape, so XLA compiles the
                 # step), then gathered like the targets: one negative per position.
-                grid = tf.random.uniform([tf.size(features["targets"])], 2, self.vocab_size, tf.int32)
+                grid = self.draws.uniform([tf.size(features["targets"])], 2, self.vocab_size, tf.int32)
                 negative_ids = tf.gather(grid, positions)
             positive_logits = tf.reduce_sum(queries * tf.gather(table, target_ids), axis=-1)
             negative_logits = tf.reduce_sum(queries * tf.gather(table, negative_ids), axis=-1)
@@ -347,14 +349,14 @@ class SequentialRetrievalModel(RecommenderModel):
         content_logits = tf.matmul(tf.stop_gradient(queries), self.encoder.content_table(training=training)[2:],
                                    transpose_b=True)
         content_logits += self._loss_items_bias()
-        by_content = tf.random.uniform([tf.shape(logits)[1]]) < _CONTENT_SHARE
+        by_content = self.draws.uniform([tf.shape(logits)[1]]) < _CONTENT_SHARE
         return self.task(target_ids - 2, tf.where(by_content, content_logits, tf.stop_gradient(logits)))
 
     def _retrieval_loss(
         self, queries: tf.Tensor, target_ids: tf.Tensor, table: tf.Variable
     ) -> tf.Tensor:
         num_queries = tf.shape(target_ids)[0]
-        keep = tf.random.shuffle(tf.range(num_queries))[: self.max_retrieval_queries]
+        keep = self.draws.permutation(num_queries)[: self.max_retrieval_queries]
         queries = tf.gather(queries, keep)
         candidate_ids = tf.gather(target_ids, keep)
         total = tf.reduce_sum(self.item_counts)
@@ -366,9 +368,7 @@ class SequentialRetrievalModel(RecommenderModel):
             ),
         )
         if self.loss_name == "sampled_softmax" and self.num_negatives > 0:
-            negatives = tf.random.categorical(
-                tf.math.log(self.item_counts)[tf.newaxis, :], self.num_negatives, tf.int32
-            )[0]
+            negatives = self.draws.weighted(self.item_counts, self.num_negatives)
             candidate_ids = tf.concat([candidate_ids, negatives], axis=0)
         probability = tf.gather(self.item_counts, candidate_ids) / total
         return self.task(
