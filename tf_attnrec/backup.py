@@ -119,7 +119,6 @@ class TrainingBackup(tf.keras.callbacks.BackupAndRestore):
         self.reduce_lr = reduce_lr
         self.time_limit = time_limit
         self.history: dict = {}
-        self.resumed_from: Optional[ResumePoint] = None
         self.seconds_before = 0.0  # spent by earlier attempts of the run
         self._generators: list = []
         self._metric_values: Optional[list] = None  # restored at the resumed epoch's start
@@ -158,8 +157,8 @@ class TrainingBackup(tf.keras.callbacks.BackupAndRestore):
         self._backup(epoch=epoch, batch=self.params["steps"] - 1)
 
     def _backup(self, epoch: int, batch: int = 0) -> None:
-        # The epoch-end call passes its last step; a step backup passes the step it ended.
-        self._training_state._ckpt_saved_batch.assign(batch)  # pylint: disable=protected-access
+        # Keras has set the checkpoint's step to `batch` at the step's start: the epoch-end call
+        # passes the epoch's last step, a step backup the step it ended.
         self._write_state(epoch, batch, mid_epoch=batch + 1 < self.params["steps"])
         super()._backup(epoch=epoch, batch=batch)
         self._prune()
@@ -211,7 +210,6 @@ class TrainingBackup(tf.keras.callbacks.BackupAndRestore):
                 f"state file {path.name}; the backup is incomplete: delete {self.directory} to train afresh."
             )
         state = json.loads(path.read_text())
-        self.resumed_from = point
         self.history = {key: list(values) for key, values in state["history"].items()}
         self.seconds_before = float(state["seconds"])
         if len(state["random_states"]) != len(self._generators):

@@ -28,11 +28,13 @@ import json
 import pathlib
 import shutil
 import sys
+import tempfile
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import yaml
 
+from tf_attnrec.distribute import STRATEGIES
 from tf_attnrec.version import __version__
 
 PROG = "tf-attnrec"
@@ -194,20 +196,27 @@ def _check_resumable(run_dir: pathlib.Path, config: dict, args: argparse.Namespa
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tf_attnrec import runs
+    import tensorflow as tf
 
+    from tf_attnrec import runs
+    from tf_attnrec.distribute import is_chief, make_strategy, weights_fingerprint
+
+    strategy = make_strategy(args.strategy)  # first: a multi-worker strategy must precede every op
+    chief = is_chief(strategy)
     config = resolve_train_config(args)
     spec = _spec(config["model"])
     task = _task(spec)
     source = config.pop("data")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = pathlib.Path(args.output or f"runs/{config['model']}-{source.dataset_name}-{stamp}")
-    if (run_dir / runs.CONFIG_FILE).exists() and not args.overwrite:
+    resuming = False
+    if not chief:  # the other workers train alike but write a scratch copy, deleted at the end
+        run_dir = pathlib.Path(tempfile.mkdtemp(prefix="tf-attnrec-worker-"))
+    elif (run_dir / runs.CONFIG_FILE).exists() and not args.overwrite:
         raise FileExistsError(f"{run_dir} already holds a trained model; pass another --output or --overwrite.")
-    resuming = _check_resumable(run_dir, {**config, "data": source.to_config()}, args)
+    else:
+        resuming = _check_resumable(run_dir, {**config, "data": source.to_config()}, args)
     if args.deterministic:
-        import tensorflow as tf
-
         tf.config.experimental.enable_op_determinism()
     if args.init_from and task.name in ("ranking", "multitask"):
         raise ValueError(f"--init-from applies to retrieval and collaborative models, not to the {task.name} model "
@@ -217,7 +226,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     data_options = {key: training.pop(key) for key in task.data_keys if key in training}
     model_config = {"max_length": spec.default_config().get("max_length"), **config["model_config"]}
     data = task.build_data(dataset, model_config, data_options)
-    model = task.build_model(spec, data, config["model_config"])
     run_dir.mkdir(parents=True, exist_ok=True)
     provenance = {"source": dataset.source, "form": dataset.form, "created": stamp, "version": __version__}
     if args.init_from:
@@ -228,15 +236,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         runs.write_items(dataset.items, task.item_vocabulary(data), run_dir)
     print(f"{'Resuming' if resuming else 'Training'} {config['model']} ({task.name}) on {source.describe()}: "
           f"{dataset!r} -> {run_dir}", flush=True)
-    result = task.fit(
-        model, data, **training, run_dir=run_dir,
-        extra_config={"model": config["model"], "dataset": source.dataset_name, "data": data_options},
-        init_from=args.init_from, time_limit_minutes=args.time_limit,
-        # The progress bar's end-of-epoch line carries the val_* metrics, so the loop's own
-        # per-validation line would only repeat them (and break the bar).
-        callbacks=[] if args.quiet else [_progress_bar()],
-        verbose=0,
-    )
+    with strategy.scope():  # the variables, the optimizer and fit, mirrored over the replicas
+        model = task.build_model(spec, data, config["model_config"])
+        result = task.fit(
+            model, data, **training, run_dir=run_dir,
+            extra_config={"model": config["model"], "dataset": source.dataset_name, "data": data_options},
+            init_from=args.init_from, time_limit_minutes=args.time_limit,
+            # The progress bar's end-of-epoch line carries the val_* metrics, so the loop's own
+            # per-validation line would only repeat them (and break the bar).
+            callbacks=[] if args.quiet or not chief else [_progress_bar()],
+            verbose=0,
+        )
+    if args.strategy != "none":
+        print(f"{strategy.num_replicas_in_sync} replicas; weights fingerprint (sum of squares): "
+              f"{weights_fingerprint(result.model):.10e}", flush=True)
+    if not chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return 0
     test = result.test
     best = f", best pass {result.best_epoch}" if result.best_epoch else ""
     if result.stopped_by == "time_limit":
@@ -405,7 +421,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     # Only flags the user set reach the task; those its exports do not take are refused by name.
     given = {"k": ("-k", args.k), "index": ("--index", args.index),
              "exclude_history": ("--include-seen", False if args.include_seen else None),
-             "new_items": ("--new-items", args.new_items)}
+             "new_items": ("--new-items", args.new_items), "quantize": ("--quantize", args.quantize)}
     options = {name: value for name, (_, value) in given.items() if value is not None}
     refused = [given[name][0] for name in options if name not in task.export_options]
     if refused:
@@ -518,12 +534,17 @@ def build_parser() -> argparse.ArgumentParser:
                             "(e.g. --set split=ratio); repeatable")
     train.add_argument("--jit", action="store_true", help="compile the train step with XLA")
     train.add_argument("--init-from", metavar="RUN_DIR",
-                       help="warm-start from a saved run: of the same model to continue it (same model config and "
-                            "dataset), or of another model to pretrain the weights both share (e.g. nais from "
-                            "a fism run, as the NAIS paper does)")
+                       help="warm-start from a saved run: of the same model to continue it, or to update it with new "
+                            "data (--data NEW: new items grow the vocabulary, known items keep their vectors; "
+                            "same model config), or of another model to pretrain the weights both share (e.g. nais "
+                            "from a fism run, as the NAIS paper does)")
     train.add_argument("--time-limit", type=float, metavar="MINUTES",
                        help="stop after the first validation past this many minutes (best weights kept)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    train.add_argument("--strategy", choices=STRATEGIES, default="none",
+                       help="tf.distribute strategy: none (one device), mirrored (this machine's GPUs) or "
+                            "multiworker (the cluster in TF_CONFIG; see python -m tf_attnrec.launch). --batch-size "
+                            "is the global batch, split over the replicas")
     train.add_argument("--deterministic", action="store_true",
                        help="turn on TensorFlow's op determinism, so that the same seed gives the same metrics "
                             "(slower where an op has a faster non-deterministic kernel)")
@@ -578,6 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--new-items", metavar="CSV",
                         help="retrieval with item_features: add these items (item_id,title,genres,year; genres "
                              "A|B) to the served catalogue without retraining, embedded from their content")
+    export.add_argument("--quantize", choices=("float16", "int8"),
+                        help="retrieval (sasrec, exact index): store the item table as float16, or as int8 with a "
+                             "float32 scale per row (default: float32)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing export")
     export.set_defaults(handler=cmd_export)
 

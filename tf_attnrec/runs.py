@@ -36,7 +36,7 @@ import tensorflow as tf
 import yaml
 
 from tf_attnrec.data.features import FeatureVocabularies
-from tf_attnrec.data.vocabulary import Vocabulary
+from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
 
 PathLike = Union[str, os.PathLike]
 
@@ -282,13 +282,70 @@ def load_model(run_dir: PathLike) -> tuple[tf.keras.Model, Optional[Vocabulary],
     return model, vocabulary, config
 
 
-def _architecture(config: Any) -> Any:
+def _architecture(config: Any, ignored: tuple = ("name", "build_config")) -> Any:
     """A config without layer names and build shapes (which differ between equal models)."""
     if isinstance(config, Mapping):
-        return {k: _architecture(v) for k, v in config.items() if k not in ("name", "build_config")}
+        return {k: _architecture(v, ignored) for k, v in config.items() if k not in ignored}
     if isinstance(config, (list, tuple)):
-        return [_architecture(v) for v in config]
+        return [_architecture(v, ignored) for v in config]
     return config
+
+
+def _grown(saved: np.ndarray, fresh: np.ndarray, rows: np.ndarray, axis: int) -> np.ndarray:
+    """`fresh` with the saved rows of the items both vocabularies know, along the item `axis`.
+
+    `rows[i]` is the saved row of new id i, or -1 for an item the saved run never saw, which
+    keeps its fresh initialisation.
+    """
+    grown = np.moveaxis(fresh.copy(), axis, 0)
+    known = rows >= 0
+    grown[known] = np.moveaxis(saved, axis, 0)[rows[known]]
+    return np.moveaxis(grown, 0, axis)
+
+
+def _with_vocab_size(config: Any, size: int) -> Any:
+    if isinstance(config, Mapping):
+        return {k: size if k == "vocab_size" else _with_vocab_size(v, size) for k, v in config.items()}
+    if isinstance(config, (list, tuple)):
+        return [_with_vocab_size(v, size) for v in config]
+    return config
+
+
+def _item_axes(model: tf.keras.Model) -> list:
+    """Per weight of `model`, the axis indexed by item id, or None.
+
+    Found by building the same model with one more item: the axes that grow are the item axes
+    (a table's rows, a bias, the item counts), whatever the model calls them.
+    """
+    probe = type(model).from_config(_with_vocab_size(model.get_config(), _vocab_size(model) + 1))
+    probe.build_variables()
+    axes = []
+    for weight, other in zip(model.weights, probe.weights):
+        grown = [axis for axis, (a, b) in enumerate(zip(weight.shape, other.shape)) if a != b]
+        axes.append(grown[0] if grown else None)
+    return axes
+
+
+def _vocab_size(model: tf.keras.Model) -> int:
+    sizes = {value for value in _config_values(model.get_config(), "vocab_size")}
+    if len(sizes) != 1:
+        raise ValueError(f"{type(model).__name__}: expected one vocab_size in its config; found {sorted(sizes)}.")
+    return int(sizes.pop())
+
+
+def _config_values(config: Any, key: str) -> list:
+    if isinstance(config, Mapping):
+        return [v for k, v in config.items() if k == key] + [x for v in config.values() for x in _config_values(v, key)]
+    if isinstance(config, (list, tuple)):
+        return [x for v in config for x in _config_values(v, key)]
+    return []
+
+
+def _saved_rows(vocabulary: Vocabulary, saved_vocabulary: Vocabulary) -> np.ndarray:
+    """Per id of `vocabulary`: the id of the same raw item in `saved_vocabulary`, or -1 (padding and unknown map to themselves)."""
+    raw = vocabulary.raw_ids(np.arange(FIRST_ID, vocabulary.size))
+    saved = saved_vocabulary.lookup(raw).astype(np.int64)
+    return np.concatenate([np.arange(FIRST_ID), np.where(saved >= FIRST_ID, saved, -1)])
 
 
 def load_weights_from_run(
@@ -304,8 +361,10 @@ def load_weights_from_run(
     Args:
         model: The model to train.
         run_dir: A directory written by `save_model`.
-        vocabulary: The vocabulary `model` is trained with; it must equal the saved one, or
-            item rows would be assigned to the wrong items.
+        vocabulary: The vocabulary `model` is trained with. A run of the same model may have
+            another one (new data: new items, items numbered otherwise): each item the two
+            share keeps its trained rows, found by raw id, and new items start fresh. A run of
+            another model must have the same one.
 
     Returns:
         How many of `model`'s weights were copied.
@@ -317,10 +376,11 @@ def load_weights_from_run(
     """
     saved, saved_vocabulary, saved_config = load_model(run_dir)
     model.build_variables()
-    if vocabulary is not None and saved_vocabulary is not None and saved_vocabulary != vocabulary:
+    grows = vocabulary is not None and saved_vocabulary is not None and saved_vocabulary != vocabulary
+    if grows and type(saved) is not type(model):
         raise ValueError(
             f"{pathlib.Path(run_dir) / VOCABULARY_FILE}: the saved item vocabulary differs from "
-            "the training data's; continue a run on the same dataset."
+            f"the training data's; pretrain a {type(model).__name__} from a run on the same dataset."
         )
     if type(saved) is not type(model):
         before = [w.numpy() for w in model.weights]
@@ -334,12 +394,20 @@ def load_weights_from_run(
             raise ValueError(f"{run_dir}: the saved {type(saved).__name__} shares no weight with the "
                              f"{type(model).__name__} being trained; nothing to pretrain from.")
         return copied
-    if _architecture(saved.get_config()) != _architecture(model.get_config()):
+    ignored = ("name", "build_config", *(("vocab_size",) if grows else ()))
+    if _architecture(saved.get_config(), ignored) != _architecture(model.get_config(), ignored):
         raise ValueError(
             f"{pathlib.Path(run_dir) / CONFIG_FILE}: the saved model's config differs from the "
             "model being trained; continue a run with the same model config."
         )
-    model.set_weights(saved.get_weights())
+    if not grows:
+        model.set_weights(saved.get_weights())
+        return len(model.weights)
+    # New data: the items both vocabularies know keep their trained rows (found by raw id, as
+    # the new vocabulary may number them differently); new items start fresh.
+    rows = _saved_rows(vocabulary, saved_vocabulary)
+    model.set_weights([value if axis is None else _grown(value, fresh, rows, axis)
+                       for value, fresh, axis in zip(saved.get_weights(), model.get_weights(), _item_axes(model))])
     return len(model.weights)
 
 

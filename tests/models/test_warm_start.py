@@ -36,17 +36,28 @@ def test_warm_start_copies_the_saved_weights(trained_run):
     np.testing.assert_allclose(fresh.score(histories).numpy(), saved.score(histories).numpy(), rtol=1e-6)
 
 
-def test_warm_start_refuses_another_architecture_or_vocabulary(trained_run):
+def test_warm_start_refuses_another_architecture(trained_run):
     split, run_dir = trained_run
     wider = create_model("sasrec", vocab_size=split.vocabulary.size, **{**CONFIG, "hidden_dim": 32})
     with pytest.raises(ValueError, match="config differs"):
         load_weights_from_run(wider, run_dir, split.vocabulary)
-    same = create_model("sasrec", vocab_size=split.vocabulary.size, **CONFIG)
+
+
+def test_warm_start_on_another_vocabulary_of_the_same_size_maps_items_by_raw_id(trained_run):
+    split, run_dir = trained_run
+    saved, _, _ = load_model(run_dir)
     ids = [int(i) for i in split.vocabulary.raw_ids(np.arange(2, split.vocabulary.size))]
-    other = Vocabulary.from_ids(ids[:-1] + [max(ids) + 1000])  # same size, one item differs
+    other = Vocabulary.from_ids(ids[:-1] + [max(ids) + 1000])  # same size, the last item replaced
     assert other.size == split.vocabulary.size
-    with pytest.raises(ValueError, match="vocabulary differs"):
-        load_weights_from_run(same, run_dir, other)
+    model = create_model("sasrec", vocab_size=other.size, **CONFIG)
+    model.build_variables()
+    fresh = model.item_embeddings.numpy().copy()
+    load_weights_from_run(model, run_dir, other)
+    table, saved_table = model.item_embeddings.numpy(), saved.item_embeddings.numpy()
+    shared = other.lookup(ids[:-1])
+    np.testing.assert_array_equal(table[shared], saved_table[split.vocabulary.lookup(ids[:-1])])
+    new_item = other.lookup([max(ids) + 1000])[0]
+    np.testing.assert_array_equal(table[new_item], fresh[new_item])
 
 
 def test_time_limit_stops_after_the_first_validation(trained_run, tmp_path):

@@ -4,13 +4,15 @@ The graph owns everything between the request and the answer: raw-id lookup (fro
 run's `Vocabulary`, via an asset file), compaction of ""-padded histories (right or left
 padded) into the model's left-padded form, truncation to the most recent `max_length`
 items, scoring (exact matmul + `tf.math.top_k`, or a ScaNN index), exclusion of seen items,
-and the map back to raw ids. Unknown ids become the out-of-vocabulary id; nothing fails.
+and the map back to raw ids. Unknown ids become the out-of-vocabulary id; nothing fails. The
+item table may be stored compressed, float16 or per-row int8 (`tf_attnrec.export.quantize`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 import os
 import pathlib
@@ -31,6 +33,7 @@ from tf_attnrec.export.common import (
     validate_export_dir,
     write_id_file,
 )
+from tf_attnrec.export.quantize import QUANTIZE_MODES, CompressedItemTable
 from tf_attnrec.export.summary import ExportSummary
 
 PathLike = Union[str, os.PathLike]
@@ -107,6 +110,7 @@ class _RetrievalModule(tf.Module):
         scann_layer: Optional[tf.keras.layers.Layer] = None,
         scann_num_neighbors: int = 0,
         with_encode: bool = True,
+        quantize: Optional[str] = None,
     ) -> None:
         super().__init__(name="retrieval")
         self.model_variables = list(model.variables)
@@ -122,14 +126,26 @@ class _RetrievalModule(tf.Module):
         # Models whose history weights depend on the candidate (nais) also serve, per returned
         # item, the weight of each history item: `history_attention` [B, k, max_length].
         self._history_attention = getattr(model, "history_attention", None)
-        self._encode = functools.partial(model.__call__, training=False)
+        call = functools.partial(model.__call__, training=False)
+        self._encode = call
         tower = getattr(getattr(model, "encoder", None), "item_tower", None)
-        if tower is not None:
+        if quantize is not None:
+            # The compressed table (with an item tower, the fused one) stands in for the float32 table
+            # on both sides, the history's items and the candidates, so the float32 id table is not
+            # saved: kept, it would cost more than compressing saves. Were it still read by a traced
+            # function, saving would fail (an untracked variable) rather than keep it.
+            self.item_table = CompressedItemTable(np.asarray(model.item_embeddings), quantize)
+            id_table = model.encoder.embedding.item_embeddings.embeddings
+            self.model_variables = [variable for variable in model.variables if variable is not id_table]
+            self._score = functools.partial(_compressed_scores, call, self.item_table)
+            self._encode = functools.partial(_compressed_query, call, self.item_table)
+        elif tower is not None:
             # The fused catalogue is fixed once trained: computed here once, a request reads it
             # like an id table instead of running the tower over every item (twice).
             self.fused_item_table = tf.Variable(model.item_embeddings, trainable=False, name="fused_item_table")
             self._score = functools.partial(model.score, item_table=self.fused_item_table)
             self._encode = functools.partial(model.__call__, training=False, item_table=self.fused_item_table)
+        if tower is not None:
             # Tracked, so the tower's in-graph vocabularies (title words, genres) are saved.
             self.item_tower = tower
             self.embed_items = tf.function(functools.partial(_embed_items, tower),
@@ -223,6 +239,26 @@ class _RetrievalModule(tf.Module):
         return {"query_embedding": self._encode(self.left_padded(self.model_ids(history)))}
 
 
+def _compressed_query(call: Any, table: CompressedItemTable, history: tf.Tensor) -> tf.Tensor:
+    """The query `[B, D]` of a history whose items are read from the dequantized table."""
+    return call(history, item_table=table.dequantized())
+
+
+def _compressed_scores(call: Any, table: CompressedItemTable, history: tf.Tensor) -> tf.Tensor:
+    """Scores `[B, vocab_size]` against the dequantized table, which also embeds the history.
+
+    Rows 0 and 1 (padding, OOV) are scored too, with no bias against them: `serve` drops them.
+    """
+    items = table.dequantized()
+    return tf.matmul(call(history, item_table=items), items, transpose_b=True)
+
+
+def _reads_given_item_table(model: tf.keras.Model) -> bool:
+    """Whether the model's encoder embeds a history from an `item_table` it is given (SASRec)."""
+    encoder = getattr(model, "encoder", None)
+    return encoder is not None and "item_table" in inspect.signature(encoder.call).parameters
+
+
 def _content_specs(tower: tf.keras.layers.Layer) -> list:
     """The `embed_items` inputs: one `[batch]` (or `[batch, E]`) tensor per content modality."""
     specs = {"title": tf.TensorSpec([None], tf.string, name="title"),
@@ -277,12 +313,13 @@ class PreparedRetrieval:
     table: Optional[tf.Variable]  # the candidate table (None: a model without item embeddings)
     scann_layer: Optional[tf.keras.layers.Layer] = None
     scann_num_neighbors: int = 0
+    quantize: Optional[str] = None  # how the saved item table is stored (None: float32)
 
     def module(self, model: tf.keras.Model, id_file: pathlib.Path) -> "_RetrievalModule":
         """The `tf.Module` to save (or to nest in a larger one); writes the raw-id asset `id_file`."""
         return _RetrievalModule(model, str(write_id_file(id_file, self.raw_ids)), self.k, self.exclude_history,
                                 self.max_length, self.scann_layer, self.scann_num_neighbors,
-                                with_encode=self.table is not None)
+                                with_encode=self.table is not None, quantize=self.quantize)
 
     def save_options(self) -> tf.saved_model.SaveOptions:
         return tf.saved_model.SaveOptions(namespace_whitelist=["Scann"] if self.scann_layer is not None else None)
@@ -298,6 +335,7 @@ def prepare_retrieval(
     scann_options: Optional[Mapping[str, Any]] = None,
     caller: str = "export_retrieval",
     k_name: str = "k",
+    quantize: Optional[str] = None,
 ) -> PreparedRetrieval:
     """Checks a retrieval export's arguments and builds its index, before any file is touched.
 
@@ -312,6 +350,12 @@ def prepare_retrieval(
     """
     if index not in INDEXES:
         raise ValueError(f"{caller}: index must be one of {INDEXES}; got {index!r}.")
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise ValueError(f"{caller}: quantize must be None (a float32 item table) or one of {QUANTIZE_MODES}; "
+                         f"got {quantize!r}.")
+    if quantize is not None and index == "scann":
+        raise ValueError(f"{caller}: quantize applies to index='brute_force' only (a ScaNN index keeps its own "
+                         "float32 copy of the table to re-score candidates); drop quantize or the ScaNN index.")
     if not isinstance(vocabulary, Vocabulary):
         raise TypeError(
             f"{caller}: `vocabulary` must be the tf_attnrec Vocabulary the model was "
@@ -335,13 +379,19 @@ def prepare_retrieval(
             f"{caller}: index='scann' needs a model with item embeddings; "
             f"{type(model).__name__} has none. Use index='brute_force'."
         )
+    if quantize is not None and not _reads_given_item_table(model):
+        why = (f"{type(model).__name__} has no item table" if table is None else
+               f"{type(model.encoder).__name__} embeds the history from its own float32 table, which would be "
+               "saved too")
+        raise ValueError(f"{caller}: quantize={quantize!r} needs an encoder that reads the history's items from the "
+                         f"compressed table (one taking `item_table`, as sasrec's); {why}. Export without quantize.")
     scann_layer, num_neighbors = None, 0
     if index == "scann":
         scann_layer, num_neighbors = _scann_index(
             table, k, max_length if exclude_history else 0, num_items, scann_options
         )
     return PreparedRetrieval(k, exclude_history, max_length, raw_id_strings(vocabulary), table,
-                             scann_layer, num_neighbors)
+                             scann_layer, num_neighbors, quantize)
 
 
 def export_retrieval(
@@ -354,6 +404,7 @@ def export_retrieval(
     vocabulary: Vocabulary,
     max_length: Optional[int] = None,
     scann_options: Optional[Mapping[str, Any]] = None,
+    quantize: Optional[str] = None,
     overwrite: bool = False,
 ) -> ExportSummary:
     """Writes a TF Serving SavedModel that maps raw-id histories to the top-k raw item ids.
@@ -389,13 +440,20 @@ def export_retrieval(
         scann_options: Overrides of the `tfrs.layers.factorized_top_k.ScaNN` settings
             (num_leaves, num_leaves_to_search, dimensions_per_block,
             num_reordering_candidates, training_iterations).
+        quantize: Store the item table compressed: "float16", or "int8" (per-row symmetric:
+            `scale = max|row| / 127`, int8 `round(row / scale)` plus a float32 scale per row).
+            The graph reads it back as float32 for the history's items and the candidates alike,
+            so the float32 table is not saved; the signatures are unchanged. Needs an encoder
+            that takes `item_table` (sasrec) and `index="brute_force"`. A quantized export writes
+            no `item_embeddings.npy` (a float32 copy is what it leaves out). None: float32.
         overwrite: Replace a non-empty `export_dir`.
 
     Returns:
         An `ExportSummary` (`print` it for the signatures, as `saved_model_cli` lists them).
 
     Raises:
-        ValueError: bad `k`, `index`, `export_dir`, or a vocabulary that does not fit the model.
+        ValueError: bad `k`, `index`, `quantize`, `export_dir`, or a vocabulary that does not fit
+            the model.
         ImportError: `index="scann"` without the scann package.
 
     Example:
@@ -406,7 +464,8 @@ def export_retrieval(
         served(history=tf.constant([["1193", "661", ""]]))["item_ids"]
         ```
     """
-    prepared = prepare_retrieval(model, k, index, exclude_history, vocabulary, max_length, scann_options)
+    prepared = prepare_retrieval(model, k, index, exclude_history, vocabulary, max_length, scann_options,
+                                 quantize=quantize)
     export_dir = pathlib.Path(export_dir)
     model_name, version = validate_export_dir(export_dir, overwrite)
     with staged_export(export_dir, overwrite) as (staging, scratch):
@@ -417,13 +476,15 @@ def export_retrieval(
         if hasattr(module, "embed_items"):
             signatures["embed_items"] = module.embed_items.get_concrete_function()
         tf.saved_model.save(module, str(staging), signatures=signatures, options=prepared.save_options())
-        if prepared.table is not None:
+        writes_embeddings = prepared.table is not None and quantize is None
+        if writes_embeddings:
             np.save(staging / "assets" / ITEM_EMBEDDINGS_FILE,
                     np.asarray(prepared.table)[FIRST_ID:].astype(np.float32))
 
     files = {"item_ids": export_dir / "assets" / ITEM_IDS_FILE}
-    if prepared.table is not None:
+    if writes_embeddings:
         files["item_embeddings"] = export_dir / "assets" / ITEM_EMBEDDINGS_FILE
+    compressed = {} if quantize is None else {"quantize": quantize, "item_table_bytes": module.item_table.stored_bytes}
     return ExportSummary(
         export_dir=export_dir,
         model_name=model_name,
@@ -431,7 +492,7 @@ def export_retrieval(
         signatures=signature_infos(signatures),
         files=files,
         details={"index": index, "k": k, "exclude_history": exclude_history,
-                 "max_length": prepared.max_length, "num_items": vocabulary.num_items},
+                 "max_length": prepared.max_length, "num_items": vocabulary.num_items, **compressed},
     )
 
 
@@ -483,7 +544,7 @@ def export_run(
         k: Items returned per history.
         index: "brute_force" or "scann".
         exclude_history: Leave the items of the history out of the results.
-        **kwargs: `max_length`, `scann_options`, `overwrite` (see `export_retrieval`).
+        **kwargs: `max_length`, `scann_options`, `quantize`, `overwrite` (see `export_retrieval`).
 
     Returns:
         The `ExportSummary`.

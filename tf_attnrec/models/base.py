@@ -61,20 +61,41 @@ class RecommenderModel(tfrs.Model):
         return cache[key]
 
     def train_step(self, inputs: Any) -> dict:
-        """tfrs's step; with `dense_gradients`, sparse (IndexedSlices) gradients are summed first.
+        """tfrs's step, correct under data parallelism, with `dense_gradients` as an option.
 
-        A step that gathers many rows of a small table (a few thousand items, each read
+        Each replica's loss is a mean over its slice of the global batch, and the optimizer sums
+        the replicas' gradients: dividing by the number of replicas makes that sum the gradient
+        of the global batch's mean, as one worker would compute it (`tf_attnrec.distribute`).
+        With `dense_gradients`, sparse (IndexedSlices) gradients are summed to dense tensors
+        first: a step that gathers many rows of a small table (a few thousand items, each read
         hundreds of times per batch) makes Adam's sparse update deduplicate those rows every
         step; one dense table-sized gradient is cheaper then.
         """
-        if not self.dense_gradients:
-            return super().train_step(inputs)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True)
-        gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
-                     for g in tape.gradient(loss, self.trainable_variables)]
+            regularization_loss = tf.reduce_sum(self.losses)
+            replica_loss = (loss + regularization_loss) / replicas if replicas > 1 else loss + regularization_loss
+        gradients = tape.gradient(replica_loss, self.trainable_variables)
+        if self.dense_gradients:
+            gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return {**{metric.name: metric.result() for metric in self.metrics}, "loss": loss}
+        return self._step_logs(loss, regularization_loss)
+
+    def test_step(self, inputs: Any) -> dict:
+        loss = self.compute_loss(inputs, training=False)
+        return self._step_logs(loss, tf.reduce_sum(self.losses))
+
+    def _step_logs(self, loss: tf.Tensor, regularization_loss: tf.Tensor) -> dict:
+        """The step's logged values, divided by the replicas: Keras sums the replicas' logs.
+
+        The metrics are synchronized over the replicas and the loss is each replica's mean over
+        an equal share of the batch, so the logs are what one device would log.
+        """
+        logs = {**{metric.name: metric.result() for metric in self.metrics}, "loss": loss,
+                "regularization_loss": regularization_loss, "total_loss": loss + regularization_loss}
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return {key: value / replicas for key, value in logs.items()} if replicas > 1 else logs
 
     def build_variables(self) -> None:
         """Creates the variables by calling the model once on dummy inputs."""

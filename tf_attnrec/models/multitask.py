@@ -104,10 +104,14 @@ class MultiTaskModel(RecommenderModel):
         self.rating_head = _mlp(self.rating_units, "rating_head")
         self.click_head = _mlp(self.click_units, "click_head")
         self.retrieval_task = tfrs.tasks.Retrieval(name="retrieval")
-        self.rating_task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(),
+        # The rating and click losses per example, averaged in `compute_loss` (Keras refuses its
+        # batch-averaging reductions in a custom training step under a tf.distribute strategy).
+        per_example = tf.keras.losses.Reduction.NONE
+        self.rating_task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(reduction=per_example),
                                               metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")],
                                               name="rating")
-        self.click_task = tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+        self.click_task = tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True,
+                                                                                     reduction=per_example),
                                              metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")],
                                              name="click")
         # What serving answers for a user (or item) it has never seen: the training rows'
@@ -182,19 +186,22 @@ class MultiTaskModel(RecommenderModel):
             retrieval = self.retrieval_task(query, self.item_embedding(features[ITEM]),
                                             candidate_sampling_probability=sampling_probability,
                                             compute_metrics=False)
-            loss += self.retrieval_weight * retrieval
+            # A sum over the batch (TFRS's reduction); `train_step` divides each replica's loss
+            # by the replicas, which is right for means: times replicas keeps the global sum.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss += self.retrieval_weight * retrieval * replicas
         else:
             loss += 0.0 * tf.reduce_sum(query)
         if self.rating_weight or not training:
             rating = self.rating_task(labels=features[RATING], predictions=outputs["rating"],
                                       compute_metrics=not training)
-            loss += self.rating_weight * rating
+            loss += self.rating_weight * tf.reduce_mean(rating)
         else:
             loss += 0.0 * tf.reduce_sum(outputs["rating"])
         if self.click_weight or not training:
             click = self.click_task(labels=features[CLICK], predictions=outputs["click_logit"],
                                     compute_metrics=not training)
-            loss += self.click_weight * click
+            loss += self.click_weight * tf.reduce_mean(click)
         else:
             loss += 0.0 * tf.reduce_sum(outputs["click_logit"])
         return loss

@@ -94,7 +94,9 @@ class RankingModel(RecommenderModel):
         head.append(tf.keras.layers.Dense(1, name="logit"))
         self.head = tf.keras.Sequential(head, name="head")
         self.task = tfrs.tasks.Ranking(
-            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+            # Per example, averaged in `compute_loss`: Keras refuses its batch-averaging
+            # reductions in a custom training step under a tf.distribute strategy.
+            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
             metrics=[tf.keras.metrics.AUC(name="auc", from_logits=True)],
         )
 
@@ -132,8 +134,8 @@ class RankingModel(RecommenderModel):
             )
         logits = self(features, training=training)
         labels = tf.cast(features[schema.LABEL], logits.dtype)
-        return self.task(labels=labels[:, tf.newaxis], predictions=logits[:, tf.newaxis],
-                         training=training)
+        return tf.reduce_mean(self.task(labels=labels[:, tf.newaxis], predictions=logits[:, tf.newaxis],
+                                        training=training))
 
     @staticmethod
     def flatten_fields(fields: tf.Tensor) -> tf.Tensor:

@@ -138,21 +138,23 @@ class SequentialRetrievalModel(RecommenderModel):
         self.item_counts = tf.Variable(
             tf.zeros([self.vocab_size], tf.float32), trainable=False, name="item_counts"
         )
+        # Per-example losses, averaged in `compute_loss`: Keras refuses its batch-averaging
+        # reductions in a custom training step under a tf.distribute strategy.
         if loss in ("sampled_softmax", "in_batch"):
             self.task = tfrs.tasks.Retrieval(
                 loss=tf.keras.losses.CategoricalCrossentropy(
-                    from_logits=True, reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE
+                    from_logits=True, reduction=tf.keras.losses.Reduction.NONE
                 ),
                 temperature=temperature,
                 remove_accidental_hits=True,
             )
         elif loss == "softmax":
             self.task = tf.keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True, reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE
+                from_logits=True, reduction=tf.keras.losses.Reduction.NONE
             )
         else:
             self.task = tf.keras.losses.BinaryCrossentropy(
-                from_logits=True, reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE
+                from_logits=True, reduction=tf.keras.losses.Reduction.NONE
             )
 
     # ------------------------------------------------------------------ inference
@@ -308,7 +310,7 @@ class SequentialRetrievalModel(RecommenderModel):
             # Rows 0 and 1 are never targets: score only real items (ids shift by 2), which
             # also saves a pass over the [N, vocab_size] logits for masking.
             logits = tf.matmul(queries, table[2:], transpose_b=True) + self._loss_items_bias()
-            loss = self.task(target_ids - 2, logits)
+            loss = tf.reduce_mean(self.task(target_ids - 2, logits))
             if self.content_loss_weight:
                 loss += self.content_loss_weight * self._content_loss(queries, target_ids, logits, training)
             return loss
@@ -326,7 +328,7 @@ class SequentialRetrievalModel(RecommenderModel):
             labels = tf.concat(
                 [tf.ones_like(positive_logits), tf.zeros_like(negative_logits)], axis=0
             )
-            return self.task(labels, logits)
+            return tf.reduce_mean(self.task(labels, logits))
         return self._retrieval_loss(queries, target_ids, table)
 
     def _loss_items_bias(self) -> Union[tf.Tensor, float]:
@@ -350,7 +352,7 @@ class SequentialRetrievalModel(RecommenderModel):
                                    transpose_b=True)
         content_logits += self._loss_items_bias()
         by_content = self.draws.uniform([tf.shape(logits)[1]]) < _CONTENT_SHARE
-        return self.task(target_ids - 2, tf.where(by_content, content_logits, tf.stop_gradient(logits)))
+        return tf.reduce_mean(self.task(target_ids - 2, tf.where(by_content, content_logits, tf.stop_gradient(logits))))
 
     def _retrieval_loss(
         self, queries: tf.Tensor, target_ids: tf.Tensor, table: tf.Variable
@@ -371,13 +373,13 @@ class SequentialRetrievalModel(RecommenderModel):
             negatives = self.draws.weighted(self.item_counts, self.num_negatives)
             candidate_ids = tf.concat([candidate_ids, negatives], axis=0)
         probability = tf.gather(self.item_counts, candidate_ids) / total
-        return self.task(
+        return tf.reduce_mean(self.task(
             queries,
             tf.gather(table, candidate_ids),
             candidate_sampling_probability=probability,
             candidate_ids=candidate_ids,
             compute_metrics=False,
-        )
+        ))
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -339,8 +339,10 @@ def train_sequential(
         seed: Seed for weights, dropout and shuffling.
         run_dir: If given, save model, vocabulary, metrics and logs here.
         extra_config: JSON-serialisable values stored with the saved model (e.g. zoo name).
-        init_from: A saved run directory to warm-start from (same model config and item
-            vocabulary), to continue a run that stopped; the optimizer starts afresh.
+        init_from: A saved run directory to warm-start from (same model config): to continue a
+            run that stopped, or to update a trained model with new data (new items grow the
+            vocabulary, the others keep their trained vectors; `runs.load_weights_from_run`);
+            the optimizer starts afresh.
         verbose: 0 silent, 1 one line per validation, 2 also Keras progress per epoch.
         **loop: `tf_attnrec.training.fit_model` settings: `learning_rate`, `epochs`,
             `patience`, `eval_every`, `jit_compile`, `reduce_lr_patience`, `reduce_lr_factor`,
@@ -360,9 +362,9 @@ def train_sequential(
     loop = {**RetrievalTask.training_defaults, "monitor": MONITOR, **loop}
     tf.keras.utils.set_random_seed(seed)
     max_length = max_length or model.max_length
-    model.adapt(split.train)
     if init_from is not None:
         runs.load_weights_from_run(model, init_from, split.vocabulary)
+    model.adapt(split.train)  # after the warm start: this data's item counts, not the saved run's
     fit = None
     if model.requires_training:
         if model.trains_on == "item_set":
