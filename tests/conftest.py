@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pathlib
+import sys
 import types
 
 import pytest
@@ -67,9 +68,14 @@ def pytest_collection_modifyitems(items):
 
 
 def load_benchmark(name: str) -> types.ModuleType:
-    """Imports `benchmarks/<name>.py` (a script folder, not a package) as a module."""
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    """Imports `benchmarks/<name>.py` (a script folder, not a package) as a module.
+
+    It is registered in `sys.modules` first, as an import would, so that what looks a module up
+    by name while it runs (dataclasses resolving annotations) finds it.
+    """
+    spec = importlib.util.spec_from_file_location(f"benchmarks.{name}", REPO_ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -2,11 +2,12 @@
 
     tf-attnrec train [--model sasrec] [--config models/sasrec/config.yaml]
         (--dataset ml-1m [--data-dir D] | --data FILE [--user-col U --item-col I --time-col T])
-        [--output runs/NAME] [--epochs N] [--set hidden_dim=32 ...]
+        [--output runs/NAME] [--epochs N] [--set hidden_dim=32 ...] [--init-from RUN]
+        [--strategy none|mirrored|multiworker] [--deterministic]
     tf-attnrec evaluate RUN_DIR [--protocol full|sampled] [--stage test|validation]
     tf-attnrec recommend RUN_DIR --history ID,ID,... [-k 10]
         [--ranking RANKING_RUN --gender G --age A --occupation O [--candidates 200]]
-    tf-attnrec export RUN_DIR --output serving/NAME/1 [-k 10]
+    tf-attnrec export RUN_DIR --output serving/NAME/1 [-k 10] [--quantize float16|int8]
     tf-attnrec cascade --retrieval RUN_A --ranking RUN_B --output serving/NAME/1 [--candidates 200] [-k 10]
     tf-attnrec explain RUN_DIR --user U [--item I] [--output PNG]
     tf-attnrec list-models [--task retrieval|ranking|collaborative|multitask]

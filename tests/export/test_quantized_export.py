@@ -20,7 +20,6 @@ from tf_attnrec.export import ITEM_EMBEDDINGS_FILE, export_retrieval
 from tf_attnrec.export.quantize import CompressedItemTable, quantize_int8
 from tf_attnrec.models import PopularityModel, create_model
 from tf_attnrec.runs import save_model
-from tf_attnrec.tasks.retrieval import RetrievalTask
 
 pytestmark = [pytest.mark.xdist_group("fresh_tensorflow")]  # one worker: one fresh TF process
 
@@ -197,10 +196,7 @@ def test_bad_or_unsupported_quantize_is_refused_with_one_clear_line(tmp_path, ca
     assert "argument --quantize: invalid choice: 'int4' (choose from 'float16', 'int8')" in capsys.readouterr().err
 
 
-def test_cli_export_quantize_writes_an_int8_export(tmp_path, capsys, monkeypatch):
-    # tasks/retrieval.py does not list "quantize" among the retrieval export options yet, so the
-    # CLI would refuse the flag; listed here, the test exercises the flag's way to the library.
-    monkeypatch.setattr(RetrievalTask, "export_options", (*RetrievalTask.export_options, "quantize"))
+def test_cli_export_quantize_writes_an_int8_export(tmp_path, capsys):
     save_model(_model(), tmp_path / "run", VOCABULARY)
     export_dir = tmp_path / "serving" / "tiny" / "1"
     status = cli.main(["export", str(tmp_path / "run"), "--output", str(export_dir), "-k", "3", "--quantize", "int8"])

@@ -432,7 +432,7 @@ class RetrievalTask(Task):
     monitor = MONITOR
     training_defaults = {"eval_every": 2}
     data_keys = DATA_KEYS
-    export_options = ("k", "index", "exclude_history", "max_length", "scann_options", "new_items")
+    export_options = ("k", "index", "exclude_history", "max_length", "scann_options", "new_items", "quantize")
 
     def build_data(self, dataset: Dataset, model_config: Mapping[str, Any], options: Mapping[str, Any],
                    run: Optional[Run] = None) -> Union[SequenceSplit, RatioSplit]:
