@@ -55,7 +55,7 @@ import tensorflow as tf  # noqa: E402
 from tf_attnrec.data import leave_one_out_split, load_dataset, next_item_dataset  # noqa: E402
 from tf_attnrec.models.registry import create_model, get_model_spec  # noqa: E402
 from tf_attnrec.tasks import get_task  # noqa: E402
-from tf_attnrec.training import compile_for_training  # noqa: E402
+from tf_attnrec.training import PRECISIONS, compile_for_training  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
@@ -70,6 +70,7 @@ REFERENCE = {
 class Measurement:
     name: str
     compile: str
+    precision: str
     hidden_dim: int
     num_blocks: int
     num_heads: int
@@ -109,10 +110,10 @@ def training_flops(model_config: dict, vocab_size: int, batch_size: int, target_
     return 3.0 * (batch_size * per_sequence + head)
 
 
-def matmul_gflops(size: int, repeats: int = 20) -> float:
-    """GFLOP/s of a plain float32 `tf.matmul` of two size x size matrices (after warm-up)."""
-    a = tf.random.normal([size, size])
-    b = tf.random.normal([size, size])
+def matmul_gflops(size: int, repeats: int = 20, dtype: tf.DType = tf.float32) -> float:
+    """GFLOP/s of a plain `tf.matmul` of two size x size matrices of `dtype` (after warm-up)."""
+    a = tf.cast(tf.random.normal([size, size]), dtype)
+    b = tf.cast(tf.random.normal([size, size]), dtype)
     matmul = tf.function(lambda x, y: tf.matmul(x, y))
     matmul(a, b).numpy()
     start = time.perf_counter()
@@ -122,8 +123,10 @@ def matmul_gflops(size: int, repeats: int = 20) -> float:
     return 2.0 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def measure(name: str, config: dict, split, steps: int, warmup: int, jit: bool, seed: int = 0) -> Measurement:
-    """Times `steps` training steps of one configuration after `warmup` steps."""
+def measure(name: str, config: dict, split, steps: int, warmup: int, jit: bool, seed: int = 0,
+            precision: str = "float32") -> Measurement:
+    """Times `steps` training steps of one configuration after `warmup` steps, under a Keras dtype policy."""
+    tf.keras.mixed_precision.set_global_policy(precision)  # before the model's layers exist
     defaults = get_model_spec("sasrec").default_config()
     model_config = {**defaults, **config["model_config"]}
     batch_size = int(config["training"].get("batch_size", 128))
@@ -152,7 +155,7 @@ def measure(name: str, config: dict, split, steps: int, warmup: int, jit: bool, 
     elapsed = time.perf_counter() - start
     flops = training_flops(model_config, split.vocabulary.size, sequences / steps, positions / steps)
     return Measurement(
-        name=name, compile="xla" if jit else "graph",
+        name=name, compile="xla" if jit else "graph", precision=precision,
         hidden_dim=model_config["hidden_dim"], num_blocks=model_config["num_blocks"],
         num_heads=model_config["num_heads"], max_length=model_config["max_length"],
         batch_size=batch_size, loss=model_config["loss"], steps_per_epoch=steps_per_epoch,
@@ -172,6 +175,8 @@ def main(argv: Optional[Sequence[str]] = None) -> list:
                         help="how the train step is compiled: tf.function graph and/or XLA")
     parser.add_argument("--configs", nargs="+", choices=("zoo", "reference"), default=["zoo", "reference"])
     parser.add_argument("--matmul-size", type=int, default=1024)
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["float32"],
+                        help="Keras dtype policies to time side by side (tf-attnrec train --precision)")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 1:
         parser.error("--steps and --warmup must be >= 1 (the first step traces the graph).")
@@ -186,22 +191,29 @@ def main(argv: Optional[Sequence[str]] = None) -> list:
           f"{split.vocabulary.size:,}")
     peak = matmul_gflops(args.matmul_size)
     print(f"plain tf.matmul {args.matmul_size}x{args.matmul_size} float32: {peak:.1f} GFLOP/s")
+    for dtype in sorted({tf.bfloat16 if "bfloat16" in p else tf.float16 for p in args.precisions if p != "float32"},
+                        key=str):
+        print(f"plain tf.matmul {args.matmul_size}x{args.matmul_size} {dtype.name}: "
+              f"{matmul_gflops(args.matmul_size, dtype=dtype):.1f} GFLOP/s")
 
     configs = {"zoo": zoo_config(), "reference": REFERENCE}
     results, failures = [], []
     for name in args.configs:
         for mode in args.compile:
-            try:
-                results.append(measure(name, configs[name], split, args.steps, args.warmup, mode == "xla"))
-            except tf.errors.OpError as error:  # e.g. a step XLA cannot compile: report, go on
-                lines = [line.strip() for line in error.message.splitlines() if line.strip()]
-                reason = next((line for line in lines if "must be" in line), lines[0] if lines else "")
-                failures.append(f"{name} ({mode}): {type(error).__name__}: {reason}")
-    header = (f"{'config':<10}{'compile':<8}{'d':>4}{'blk':>4}{'head':>5}{'L':>5}{'batch':>6} {'loss':<8}{'steps/ep':>9}"
+            for precision in args.precisions:
+                try:
+                    results.append(measure(name, configs[name], split, args.steps, args.warmup, mode == "xla",
+                                           precision=precision))
+                except tf.errors.OpError as error:  # e.g. a step XLA cannot compile: report, go on
+                    lines = [line.strip() for line in error.message.splitlines() if line.strip()]
+                    reason = next((line for line in lines if "must be" in line), lines[0] if lines else "")
+                    failures.append(f"{name} ({mode}, {precision}): {type(error).__name__}: {reason}")
+    tf.keras.mixed_precision.set_global_policy("float32")
+    header = (f"{'config':<10}{'compile':<8}{'precision':<15}{'d':>4}{'blk':>4}{'head':>5}{'L':>5}{'batch':>6} {'loss':<8}{'steps/ep':>9}"
               f"{'seq/s':>9}{'s/step':>8}{'s/epoch*':>10}{'GFLOP/step':>11}{'GFLOP/s':>9}{'%matmul':>8}")
     print(header)
     for r in results:
-        print(f"{r.name:<10}{r.compile:<8}{r.hidden_dim:>4}{r.num_blocks:>4}{r.num_heads:>5}{r.max_length:>5}{r.batch_size:>6} "
+        print(f"{r.name:<10}{r.compile:<8}{r.precision:<15}{r.hidden_dim:>4}{r.num_blocks:>4}{r.num_heads:>5}{r.max_length:>5}{r.batch_size:>6} "
               f"{r.loss:<8}{r.steps_per_epoch:>9}{r.sequences_per_second:>9.1f}{r.seconds_per_step:>8.3f}"
               f"{r.seconds_per_epoch:>10.1f}{r.gflop_per_step:>11.2f}{r.gflop_per_second:>9.1f}"
               f"{100 * r.gflop_per_second / peak:>7.0f}%")

@@ -36,6 +36,7 @@ import numpy as np
 import yaml
 
 from tf_attnrec.distribute import STRATEGIES
+from tf_attnrec.training import PRECISIONS
 from tf_attnrec.version import __version__
 
 PROG = "tf-attnrec"
@@ -237,11 +238,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         runs.write_items(dataset.items, task.item_vocabulary(data), run_dir)
     print(f"{'Resuming' if resuming else 'Training'} {config['model']} ({task.name}) on {source.describe()}: "
           f"{dataset!r} -> {run_dir}", flush=True)
+    tf.keras.mixed_precision.set_global_policy(args.precision)  # before the layers exist
     with strategy.scope():  # the variables, the optimizer and fit, mirrored over the replicas
         model = task.build_model(spec, data, config["model_config"])
         result = task.fit(
             model, data, **training, run_dir=run_dir,
-            extra_config={"model": config["model"], "dataset": source.dataset_name, "data": data_options},
+            extra_config={"model": config["model"], "dataset": source.dataset_name, "data": data_options,
+                          "precision": args.precision},
             init_from=args.init_from, time_limit_minutes=args.time_limit,
             # The progress bar's end-of-epoch line carries the val_* metrics, so the loop's own
             # per-validation line would only repeat them (and break the bar).
@@ -546,6 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tf.distribute strategy: none (one device), mirrored (this machine's GPUs) or "
                             "multiworker (the cluster in TF_CONFIG; see python -m tf_attnrec.launch). --batch-size "
                             "is the global batch, split over the replicas")
+    train.add_argument("--precision", choices=PRECISIONS, default="float32",
+                       help="Keras dtype policy: mixed_bfloat16 or mixed_float16 compute the layers in 16 bits "
+                            "(float16 with loss scaling); variables, scores and losses stay float32")
     train.add_argument("--deterministic", action="store_true",
                        help="turn on TensorFlow's op determinism, so that the same seed gives the same metrics "
                             "(slower where an op has a faster non-deterministic kernel)")

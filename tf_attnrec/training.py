@@ -112,6 +112,9 @@ class FitResult:
 
 
 OPTIMIZERS = {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad}
+# Keras dtype policies `tf-attnrec train --precision` accepts: variables stay float32; layers
+# compute in bfloat16 or float16 (with loss scaling); scores and losses stay float32.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optimizer:
@@ -283,4 +286,4 @@ def fit_model(
     )
 
 
-__all__ = ["EpochLog", "FitResult", "OPTIMIZERS", "TimeLimit", "compile_for_training", "fit_model", "make_optimizer"]
+__all__ = ["EpochLog", "FitResult", "OPTIMIZERS", "PRECISIONS", "TimeLimit", "compile_for_training", "fit_model", "make_optimizer"]

@@ -23,6 +23,16 @@ def count_items(sequences: Iterable[np.ndarray], vocab_size: int) -> np.ndarray:
     return counts.astype(np.float32)
 
 
+def as_float32(tensor: tf.Tensor) -> tf.Tensor:
+    """`tensor` in float32 (a no-op when it is).
+
+    Under a mixed-precision policy (`tf-attnrec train --precision`) layers compute in bfloat16
+    or float16; scores, logits and losses are kept in float32, because a bfloat16 logit has
+    about 3 significant digits, too few to rank a catalogue or to take its softmax.
+    """
+    return tf.cast(tensor, tf.float32)
+
+
 class RecommenderModel(tfrs.Model):
     """Base of every zoo model: a `tfrs.Model` that a run directory can rebuild.
 
@@ -72,11 +82,18 @@ class RecommenderModel(tfrs.Model):
         step; one dense table-sized gradient is cheaper then.
         """
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        # Under mixed_float16, Keras' compile wrapped the optimizer in a LossScaleOptimizer: the
+        # loss is scaled up before the gradient, so small float16 gradients do not flush to 0.
+        loss_scaled = isinstance(self.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True)
             regularization_loss = tf.reduce_sum(self.losses)
             replica_loss = (loss + regularization_loss) / replicas if replicas > 1 else loss + regularization_loss
+            if loss_scaled:
+                replica_loss = self.optimizer.get_scaled_loss(replica_loss)
         gradients = tape.gradient(replica_loss, self.trainable_variables)
+        if loss_scaled:
+            gradients = self.optimizer.get_unscaled_gradients(gradients)
         if self.dense_gradients:
             gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))

@@ -11,7 +11,7 @@ from tf_attnrec.data import schema
 from tf_attnrec.layers.checks import check_positive_int, is_positive_int
 from tf_attnrec.layers.feature_embedding import FeatureEmbedding
 from tf_attnrec.layers.transformer import TransformerBlock
-from tf_attnrec.models.base import RecommenderModel
+from tf_attnrec.models.base import RecommenderModel, as_float32
 
 
 def _check_rate(name: str, value: float) -> float:
@@ -125,14 +125,14 @@ class RankingModel(RecommenderModel):
 
     def predict_proba(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Click probabilities [B] (inference mode)."""
-        return tf.sigmoid(self(features, training=False))
+        return tf.sigmoid(as_float32(self(features, training=False)))
 
     def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         if schema.LABEL not in features:
             raise KeyError(
                 f"Training/evaluation batches need a {schema.LABEL!r} (0/1) key; got {sorted(features)}."
             )
-        logits = self(features, training=training)
+        logits = as_float32(self(features, training=training))
         labels = tf.cast(features[schema.LABEL], logits.dtype)
         return tf.reduce_mean(self.task(labels=labels[:, tf.newaxis], predictions=logits[:, tf.newaxis],
                                         training=training))

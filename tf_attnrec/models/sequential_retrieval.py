@@ -11,7 +11,7 @@ import tensorflow_recommenders as tfrs
 
 from tf_attnrec.layers.checks import check_positive_int
 from tf_attnrec.layers.random_draws import RandomDraws
-from tf_attnrec.models.base import RecommenderModel, count_items
+from tf_attnrec.models.base import RecommenderModel, as_float32, count_items
 from tf_attnrec.models.sequence_encoder import SequenceEncoder
 
 LOSSES = ("softmax", "sampled_softmax", "in_batch", "bce")
@@ -206,7 +206,7 @@ class SequentialRetrievalModel(RecommenderModel):
         if item_table is None:
             item_table = self.item_embeddings
         query = self(history, training=False, item_table=item_table if fused else None)
-        logits = tf.matmul(query, item_table, transpose_b=True)
+        logits = tf.matmul(as_float32(query), as_float32(item_table), transpose_b=True)
         return logits + self._logit_bias
 
     def attention_weights(
@@ -270,9 +270,10 @@ class SequentialRetrievalModel(RecommenderModel):
             flat_states = tf.reshape(states, [-1, tf.shape(states)[-1]])
             flat_targets = tf.reshape(targets, [-1])
             positions = tf.where(flat_targets > 0)[:, 0]
-            return tf.gather(flat_states, positions), tf.gather(flat_targets, positions), positions, table
+            return (as_float32(tf.gather(flat_states, positions)), tf.gather(flat_targets, positions), positions,
+                    as_float32(table))
         prefixes, prefix_targets = self._sample_prefixes(history, targets)
-        return self.encoder(prefixes, training=training), prefix_targets, None, self.item_embeddings
+        return as_float32(self.encoder(prefixes, training=training)), prefix_targets, None, as_float32(self.item_embeddings)
 
     def _sample_prefixes(
         self, history: tf.Tensor, targets: tf.Tensor
