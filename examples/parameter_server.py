@@ -10,10 +10,11 @@ becomes a `ShardedVariable` of one shard per parameter server, and trains it wit
 `model.fit` for a few steps on MovieLens-100K, each step scheduled on whichever worker is free.
 It prints the cluster, the item table's shards (name, shape, parameter-server device, bytes),
 what each parameter server holds (weights and Adam slots), the loss of every step, and a final
-check line. It exits with status 0 when the shards live on distinct parameter servers and every
-loss is finite; the server processes are ended in every case.
+check line. It exits with status 0 when the shards live on distinct parameter servers, every
+loss is finite and row lookups on the sharded table return the right rows; the server
+processes are ended in every case (also on errors).
 
-Run it (about a minute on two busy CPU cores; the servers' logs go to a temporary folder that
+Run it (30 to 60 s on two busy CPU cores; the servers' logs go to a temporary folder that
 is printed when something fails):
 
     python examples/parameter_server.py --data-dir ../shared/data
@@ -23,18 +24,24 @@ is printed when something fails):
 How it scales: the partitioner (`MinSizePartitioner(min_shard_bytes, max_shards=num_ps)`, with
 `min_shard_bytes` a share of the item table's bytes so that the table, and only the big tables,
 split into `num_ps` shards) cuts the table by rows into contiguous blocks, one per parameter
-server; the optimizer's slots for a shard are created on the same server. A worker never
-holds the table: its embedding lookups (`tf.nn.embedding_lookup`, which Keras' `Embedding` calls
+server; the optimizer's slots for a shard are created on the same server. A worker need not
+hold the table: its embedding lookups (`tf.nn.embedding_lookup`, which Keras' `Embedding` calls
 and which `ShardedVariable` dispatches shard by shard) fetch only the rows a batch touches, and
-its gradients come back as sparse row updates (`IndexedSlices`) that each server applies to its
-own rows. Memory per parameter server is therefore about rows x dim x 4 bytes / num_ps for the
+the gradients of those rows go back as sparse row updates (`IndexedSlices`) that each server
+applies to its own rows. Memory per parameter server is therefore about rows x dim x 4 bytes / num_ps for the
 float32 table, times 3 with Adam (the table plus its two moment slots): 100M items x 64 dims is
 25.6 GB of weights, 76.8 GB with Adam, so 19.2 GB per server with 4 servers, 4.8 GB with 16.
-What does not scale in this example is the loss: the zoo's SASRec trains with a full softmax,
-which multiplies each query by the whole table (the table is read from every shard each step);
-a catalogue of that size needs the sampled or in-batch loss, whose candidate rows are gathered
-per batch (see the report of project issue 18 for the library change that makes those losses
-read the shards row by row).
+What does not scale in this example is the loss: the zoo's SASRec trains by default with a
+full softmax, which multiplies each query by the whole table (`table[2:]` reads every shard in
+every step; correct, but a worker then holds the table for the step). A catalogue of 100M items
+needs the "in_batch" or "sampled_softmax" loss, which need only their candidates' rows. In the
+library today they get the whole table too: `SequentialRetrievalModel._gather_targets` casts it
+to float32 (`as_float32`, `tf.cast`), which concatenates the shards into one tensor every step.
+Reading rows only needs the variable kept as it is and `tf.nn.embedding_lookup(table, ids)` in
+place of `tf.gather(table, ids)`: `tf.gather` on a `ShardedVariable` goes through
+`ShardedVariable.sparse_read`, which (TF 2.20) returns the rows grouped by shard instead of in
+the ids' order, without an error, while `tf.nn.embedding_lookup` returns them in order (the
+script prints both on its table). This example keeps the softmax.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -52,12 +60,15 @@ import time
 from typing import Optional
 
 SERVE_FLAG = "--serve-from-tf-config"
+COORDINATOR_PID = "TF_ATTNREC_PS_EXAMPLE_COORDINATOR"
 
 
 # ---------------------------------------------------------------------------- the servers
 def serve() -> None:
-    """A parameter server or worker: a `tf.distribute.Server` from `TF_CONFIG`, serving until killed.
+    """A parameter server or worker: a `tf.distribute.Server` from `TF_CONFIG`, serving until ended.
 
+    It ends when killed, or by itself once the coordinator that started it is gone (killed
+    before it could end its servers: a test's time-out), so that no server outlives it.
     Imports TensorFlow only (not `tf_attnrec`, not Keras): the coordinator sends the servers
     graph functions and variables, never Python. The thread pools follow `TF_NUM_INTRAOP_THREADS`
     and `TF_NUM_INTEROP_THREADS` when set, with at least 2 inter-op threads (a worker's step
@@ -73,7 +84,11 @@ def serve() -> None:
     server = tf.distribute.Server(resolver.cluster_spec(), job_name=resolver.task_type,
                                   task_index=resolver.task_id, config=config, protocol="grpc", start=True)
     print(f"{resolver.task_type}:{resolver.task_id} serving at {server.target}", flush=True)
-    server.join()
+    coordinator = int(os.environ[COORDINATOR_PID])
+    while os.getppid() == coordinator:  # the server runs in TensorFlow's threads meanwhile
+        time.sleep(1.0)
+    print(f"the coordinator (pid {coordinator}) is gone; ending", flush=True)
+    os._exit(0)
 
 
 def free_ports(count: int, host: str = "localhost") -> list[int]:
@@ -111,7 +126,8 @@ class Servers:
             for index in range(len(self.cluster[job])):
                 name = f"{job}:{index}"
                 env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-                       "TF_CONFIG": json.dumps({"cluster": self.cluster, "task": {"type": job, "index": index}})}
+                       "TF_CONFIG": json.dumps({"cluster": self.cluster, "task": {"type": job, "index": index}}),
+                       COORDINATOR_PID: str(os.getpid())}
                 log = open(self.log_dir / f"{job}-{index}.log", "w")
                 process = subprocess.Popen([sys.executable, os.path.abspath(__file__), SERVE_FLAG], env=env,
                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -205,6 +221,9 @@ def train(args: argparse.Namespace, cluster: dict) -> bool:
     from tf_attnrec.data.splits import leave_one_out_split
     from tf_attnrec.training import compile_for_training
 
+    # Keras warns at every epoch end under this strategy that it reads the logs of the last step
+    # function: with one step per epoch (below) those are exactly that step's loss.
+    tf.get_logger().addFilter(lambda record: "Could not get Model metric results" not in record.getMessage())
     tf.keras.utils.set_random_seed(args.seed)
     data = load_dataset(args.dataset, data_dir=args.data_dir, download=False)
     split = leave_one_out_split(data.interactions)
@@ -235,7 +254,8 @@ def train(args: argparse.Namespace, cluster: dict) -> bool:
 
     table = model.encoder.embedding.item_embeddings.embeddings
     shards = list(getattr(table, "variables", [table]))
-    print(f"item table: {type(table).__name__} {table.name} shape={list(table.shape)}, {len(shards)} shards")
+    table_name = shards[0].name.split("/part_")[0].split(":")[0]
+    print(f"item table: {type(table).__name__} {table_name} shape={list(table.shape)}, {len(shards)} shards")
     for shard in shards:
         shard_bytes = shard.shape.num_elements() * shard.dtype.size
         print(f"  shard {shard.name} shape={list(shard.shape)} device={shard.device} "
@@ -250,10 +270,11 @@ def train(args: argparse.Namespace, cluster: dict) -> bool:
             held.setdefault(device, {"weights": 0, "optimizer": 0})[kind] += part.shape.num_elements() * part.dtype.size
     for device in sorted(held):
         sizes = held[device]
-        print(f"  {device} holds weights {human(sizes['weights'])} + optimizer {human(sizes['optimizer'])}")
+        print(f"  memory on {device}: weights {human(sizes['weights'])} + optimizer (Adam's slots) "
+              f"{human(sizes['optimizer'])}")
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        # Runs on each worker (as a function the coordinator sends): its own shuffled stream.
+        # Traced by the coordinator; the dataset it builds runs on each worker, its own shuffled stream.
         return next_item_dataset(split.train, max_length=args.max_length, batch_size=args.batch_size,
                                  shuffle=True, seed=args.seed + context.input_pipeline_id).repeat()
 
@@ -274,6 +295,22 @@ def train(args: argparse.Namespace, cluster: dict) -> bool:
     model.fit(tf.keras.utils.experimental.DatasetCreator(dataset_fn), epochs=args.steps, steps_per_epoch=1,
               callbacks=[steps], verbose=0)
 
+    # Rows read by id, as a batch reads them, against the table gathered whole. Keras' `Embedding`
+    # (SASRec's input) calls `tf.nn.embedding_lookup`, which `ShardedVariable` dispatches shard by
+    # shard and puts back in the ids' order. `tf.gather` on a `ShardedVariable` goes through
+    # `ShardedVariable.sparse_read`, which in TF 2.20 returns the rows grouped by shard, not in the
+    # ids' order (no error): what the zoo's "in_batch", "sampled_softmax" and "bce" losses would get
+    # from their `tf.gather(table, ids)` if they were given the variable rather than the dense
+    # float32 copy of the whole table they get now (see the module docstring).
+    ids = tf.constant([vocab_size - 1, 2, vocab_size // 2 + 1, 3, vocab_size - 2])  # both shards, out of order
+    whole = tf.concat([tf.convert_to_tensor(shard) for shard in shards], axis=0)
+    expected = tf.gather(whole, ids).numpy()
+    lookup_ok = bool(np.array_equal(tf.nn.embedding_lookup(table, ids).numpy(), expected))
+    gather_ok = bool(np.array_equal(tf.gather(table, ids).numpy(), expected))
+    print(f"row lookup of ids {ids.numpy().tolist()} on the sharded table: tf.nn.embedding_lookup "
+          f"{'matches' if lookup_ok else 'DOES NOT match'} the whole table's rows; tf.gather "
+          f"{'matches' if gather_ok else 'returns them in another order (ShardedVariable.sparse_read)'}")
+
     devices = sorted({short_device(shard.device) for shard in shards})
     distinct = len(shards) == args.num_ps and len(devices) == args.num_ps and all("/job:ps" in d for d in devices)
     finite = bool(steps.losses) and all(math.isfinite(loss) for loss in steps.losses)
@@ -284,7 +321,7 @@ def train(args: argparse.Namespace, cluster: dict) -> bool:
           f"({', '.join(devices)}): {'ok' if distinct else 'FAILED'}; losses finite: {'ok' if finite else 'FAILED'}; "
           f"loss decreased (mean of first {window} {first:.4f} -> last {window} {last:.4f}): "
           f"{'yes' if decreased else 'no'}")
-    return distinct and finite
+    return distinct and finite and lookup_ok
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -301,7 +338,7 @@ def main(argv: Optional[list] = None) -> int:
     try:
         servers.start()
         print(f"started {len(servers.processes)} server processes "
-              f"({', '.join(f'{name} pid {process.pid}' for name, process in servers.processes)}); logs in {log_dir}",
+              f"({', '.join(f'{name} pid {process.pid}' for name, process in servers.processes)}); logs in {log_dir} (removed on success)",
               flush=True)
         ok = train(args, cluster)
     except BaseException:
@@ -310,14 +347,24 @@ def main(argv: Optional[list] = None) -> int:
         raise
     finally:
         servers.close()
-    print("servers stopped; " + ("PASSED" if ok else "FAILED"), flush=True)
+    if ok:
+        shutil.rmtree(log_dir, ignore_errors=True)  # kept when something failed
+    print("servers stopped; " + ("PASSED" if ok else f"FAILED (server logs in {log_dir})"), flush=True)
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
     # The coordinator's gRPC threads can outlive `main` and hold the interpreter at exit:
     # flush, then leave with the status without waiting for them.
-    status = main()
+    try:
+        status = main()
+    except SystemExit as exit_:  # argparse's errors and --help
+        status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except BaseException:  # noqa: BLE001 - printed, then the status says it failed
+        import traceback
+
+        traceback.print_exc()
+        status = 1
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
