@@ -18,7 +18,7 @@ retrain's (the issue's bar: >= 97% of the quality in <= 30% of the time).
 Usage:
     python benchmarks/incremental_update.py [--model sasrec] [--data-dir ../shared/data]
         [--output runs/incremental] [--quantile 0.9] [--seed 0] [--threads 1] [--set KEY=VALUE ...]
-        [--output-json FILE]
+        [--update-set KEY=VALUE ...] [--reuse] [--output-json FILE]
 """
 
 from __future__ import annotations
@@ -83,6 +83,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to every run's `train --set` (e.g. hidden_dim=8 for a quick check)")
+    parser.add_argument("--update-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="passed to the update run only: an update recipe (e.g. patience=4)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the base and retrain runs of an earlier call (from its --output-json)")
     parser.add_argument("--output-json")
     args = parser.parse_args(argv)
 
@@ -102,9 +106,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"ML-100K cut at the {args.quantile:.0%} time quantile ({datetime.datetime.utcfromtimestamp(cut):%Y-%m-%d}): "
           f"{sizes['old_interactions']:,} old -> {sizes['new_interactions']:,} interactions, "
           f"{sizes['new_users']} new users, {sizes['new_items']} new items", flush=True)
-    results = {"base": train("base", files["old"], args)}
-    results["retrain"] = train("retrain", files["new"], args)
-    results["update"] = train("update", files["new"], args, ["--init-from", str(output / "base")])
+    earlier = json.loads(pathlib.Path(args.output_json).read_text())["runs"] if args.reuse else {}
+    results = {"base": earlier.get("base") or train("base", files["old"], args)}
+    results["retrain"] = earlier.get("retrain") or train("retrain", files["new"], args)
+    update_flags = [arg for assignment in args.update_set for arg in ("--set", assignment)]
+    results["update"] = train("update", files["new"], args, ["--init-from", str(output / "base"), *update_flags])
     print(f"\n{'run':<9}{'HR@10':>8}{'NDCG@10':>9}{'passes':>8}{'best':>6}{'train s':>9}{'wall s':>8}")
     for name, row in results.items():
         print(f"{name:<9}{row['hr@10']:>8.4f}{row['ndcg@10']:>9.4f}{row['passes']:>8}{row['best_pass'] or '-':>6}"
