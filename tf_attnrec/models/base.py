@@ -30,7 +30,9 @@ def as_float32(tensor: tf.Tensor) -> tf.Tensor:
     or float16; scores, logits and losses are kept in float32, because a bfloat16 logit has
     about 3 significant digits, too few to rank a catalogue or to take its softmax.
     """
-    return tf.cast(tensor, tf.float32)
+    # Left as it is when float32: a cast would join an item table sharded over parameter
+    # servers into one tensor on the worker at every step.
+    return tensor if tensor.dtype == tf.float32 else tf.cast(tensor, tf.float32)
 
 
 class RecommenderModel(tfrs.Model):

@@ -315,6 +315,9 @@ class SequentialRetrievalModel(RecommenderModel):
             if self.content_loss_weight:
                 loss += self.content_loss_weight * self._content_loss(queries, target_ids, logits, training)
             return loss
+        # Rows of the table by `tf.nn.embedding_lookup`, not `tf.gather`: on a table sharded over
+        # parameter servers (`examples/parameter_server.py`), TF 2.20's `tf.gather` returns the
+        # rows grouped by shard, silently out of order.
         if self.loss_name == "bce":
             if positions is None:
                 negative_ids = self.draws.uniform(tf.shape(target_ids), 2, self.vocab_size, tf.int32)
@@ -323,8 +326,8 @@ class SequentialRetrievalModel(RecommenderModel):
                 # step), then gathered like the targets: one negative per position.
                 grid = self.draws.uniform([tf.size(features["targets"])], 2, self.vocab_size, tf.int32)
                 negative_ids = tf.gather(grid, positions)
-            positive_logits = tf.reduce_sum(queries * tf.gather(table, target_ids), axis=-1)
-            negative_logits = tf.reduce_sum(queries * tf.gather(table, negative_ids), axis=-1)
+            positive_logits = tf.reduce_sum(queries * tf.nn.embedding_lookup(table, target_ids), axis=-1)
+            negative_logits = tf.reduce_sum(queries * tf.nn.embedding_lookup(table, negative_ids), axis=-1)
             logits = tf.concat([positive_logits, negative_logits], axis=0)
             labels = tf.concat(
                 [tf.ones_like(positive_logits), tf.zeros_like(negative_logits)], axis=0
@@ -376,7 +379,7 @@ class SequentialRetrievalModel(RecommenderModel):
         probability = tf.gather(self.item_counts, candidate_ids) / total
         return tf.reduce_mean(self.task(
             queries,
-            tf.gather(table, candidate_ids),
+            tf.nn.embedding_lookup(table, candidate_ids),
             candidate_sampling_probability=probability,
             candidate_ids=candidate_ids,
             compute_metrics=False,
