@@ -105,3 +105,9 @@ def test_the_package_is_not_rewritten_by_autograph_inside_traced_functions():
     from tensorflow.python.autograph.core import config
     assert sum("tf_attnrec" in str(rule) for rule in config.CONVERSION_RULES) == 1
 
+
+
+def test_a_training_set_of_unknown_length_is_refused_by_name():
+    train = next_item_dataset(tiny_sequences(), MAX_LENGTH, batch_size=64, seed=0).filter(lambda batch: True)
+    with pytest.raises(ValueError, match="cardinality is -2.*assert_cardinality"):
+        fit_model(_model(), train, monitor="val_score", epochs=1)

@@ -235,7 +235,14 @@ def fit_model(
     if time_limit is not None:
         all_callbacks.append(time_limit)
     all_callbacks.extend(callbacks)
-    steps_per_epoch = int(train.cardinality().numpy()) * eval_every
+    steps_per_pass = int(train.cardinality().numpy())
+    if steps_per_pass < 1:
+        raise ValueError(
+            f"fit_model needs one finite pass of training batches with a known length; this dataset's cardinality is "
+            f"{steps_per_pass} (-1: infinite, -2: unknown). Drop .repeat(), or state the length with "
+            "dataset.apply(tf.data.experimental.assert_cardinality(n))."
+        )
+    steps_per_epoch = steps_per_pass * eval_every
     # One repeated stream of passes: its order depends on the seed alone, so a resumed run
     # skips the steps its backup holds and reads on where the stopped one would have.
     stream = train.repeat()
