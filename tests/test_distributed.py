@@ -82,3 +82,11 @@ def test_the_multiworker_strategy_names_what_it_needs(monkeypatch):
         make_strategy("multiworker")
     with pytest.raises(ValueError, match="--strategy must be one of"):
         make_strategy("parameter_server")
+
+
+def test_the_launcher_reports_a_failing_worker_and_exits_with_its_status(tmp_path):
+    launched = _run(["tf_attnrec.launch", "--workers", "2", "--", "train", "--model", "no_such_model",
+                     "--dataset", "ml-100k", "--output", str(tmp_path / "run")])
+    assert launched.returncode == 1
+    assert "unknown model 'no_such_model'" in launched.stderr  # the chief's own error line
+    assert f"worker 1 exited with status 1; its output is {tmp_path / 'run'}.worker-1.log" in launched.stderr
