@@ -59,8 +59,7 @@ def train(name: str, data: pathlib.Path, args: argparse.Namespace, extra: Sequen
     command = [sys.executable, "-m", "tf_attnrec.cli", "train", "--model", args.model, "--data", str(data),
                "--time-col", "timestamp", "--seed", str(args.seed), "--output", str(run_dir), "--overwrite",
                "--quiet", *(arg for assignment in args.set for arg in ("--set", assignment)), *extra]
-    env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(args.threads), TF_NUM_INTEROP_THREADS=str(args.threads),
-               TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(args.threads), TF_NUM_INTEROP_THREADS=str(args.threads))
     start = time.perf_counter()
     with open(pathlib.Path(args.output) / f"{name}.log", "w") as log:
         status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)

@@ -155,7 +155,7 @@ def run_one(row: str, seed: int, args: argparse.Namespace) -> dict:
         *([] if args.resume else ["--overwrite"]), *(["--time-limit", str(args.time_limit)] if args.time_limit else []),
     ]
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(args.threads),
-               TF_NUM_INTEROP_THREADS=str(args.threads), TF_CPP_MIN_LOG_LEVEL="2")
+               TF_NUM_INTEROP_THREADS=str(args.threads))  # TF's log level: tf_attnrec's own default
     start = time.perf_counter()
     with open(run_dir / "train.log", "a" if args.resume else "w") as log:
         status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
