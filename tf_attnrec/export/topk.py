@@ -132,17 +132,17 @@ class _RetrievalModule(tf.Module):
         if quantize is not None:
             # The compressed table (with an item tower, the fused one) stands in for the float32 table
             # on both sides, the history's items and the candidates, so the float32 id table is not
-            # saved: kept, it would cost more than compressing saves. Were it still read by a traced
-            # function, saving would fail (an untracked variable) rather than keep it.
+            # saved: kept, it would cost more than compressing saves.
             self.item_table = CompressedItemTable(np.asarray(model.item_embeddings), quantize)
-            id_table = model.encoder.embedding.item_embeddings.embeddings
-            self.model_variables = [variable for variable in model.variables if variable is not id_table]
+            self.model_variables = _without_id_table(model)
             self._score = functools.partial(_compressed_scores, call, self.item_table)
             self._encode = functools.partial(_compressed_query, call, self.item_table)
         elif tower is not None:
             # The fused catalogue is fixed once trained: computed here once, a request reads it
             # like an id table instead of running the tower over every item (twice).
             self.fused_item_table = tf.Variable(model.item_embeddings, trainable=False, name="fused_item_table")
+            # Requests read the fused table for history and candidates alike, never the id table.
+            self.model_variables = _without_id_table(model)
             self._score = functools.partial(model.score, item_table=self.fused_item_table)
             self._encode = functools.partial(model.__call__, training=False, item_table=self.fused_item_table)
         if tower is not None:
@@ -237,6 +237,16 @@ class _RetrievalModule(tf.Module):
 
     def query_embedding(self, history: tf.Tensor) -> dict:
         return {"query_embedding": self._encode(self.left_padded(self.model_ids(history)))}
+
+
+def _without_id_table(model: tf.keras.Model) -> list:
+    """The model's variables but its id table, which an export that serves another table never reads.
+
+    Were a traced function still to read it, saving would fail (an untracked variable) rather
+    than keep it.
+    """
+    id_table = model.encoder.embedding.item_embeddings.embeddings
+    return [variable for variable in model.variables if variable is not id_table]
 
 
 def _compressed_query(call: Any, table: CompressedItemTable, history: tf.Tensor) -> tf.Tensor:
