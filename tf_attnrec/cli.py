@@ -197,6 +197,22 @@ def _check_resumable(run_dir: pathlib.Path, config: dict, args: argparse.Namespa
     return True
 
 
+def _train_run_dir(args: argparse.Namespace, config: dict, source: Any, stamp: str,
+                   chief: bool) -> tuple[pathlib.Path, bool]:
+    """The folder `train` writes, and whether it resumes an interrupted run there.
+
+    Workers other than the chief train alike but write a scratch copy, deleted at the end.
+    """
+    from tf_attnrec import runs
+
+    if not chief:
+        return pathlib.Path(tempfile.mkdtemp(prefix="tf-attnrec-worker-")), False
+    run_dir = pathlib.Path(args.output or f"runs/{config['model']}-{source.dataset_name}-{stamp}")
+    if (run_dir / runs.CONFIG_FILE).exists() and not args.overwrite:
+        raise FileExistsError(f"{run_dir} already holds a trained model; pass another --output or --overwrite.")
+    return run_dir, _check_resumable(run_dir, {**config, "data": source.to_config()}, args)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import tensorflow as tf
 
@@ -210,14 +226,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     task = _task(spec)
     source = config.pop("data")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = pathlib.Path(args.output or f"runs/{config['model']}-{source.dataset_name}-{stamp}")
-    resuming = False
-    if not chief:  # the other workers train alike but write a scratch copy, deleted at the end
-        run_dir = pathlib.Path(tempfile.mkdtemp(prefix="tf-attnrec-worker-"))
-    elif (run_dir / runs.CONFIG_FILE).exists() and not args.overwrite:
-        raise FileExistsError(f"{run_dir} already holds a trained model; pass another --output or --overwrite.")
-    else:
-        resuming = _check_resumable(run_dir, {**config, "data": source.to_config()}, args)
+    run_dir, resuming = _train_run_dir(args, config, source, stamp, chief)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     if args.init_from and task.name in ("ranking", "multitask"):
