@@ -67,6 +67,15 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+@pytest.fixture
+def float32_policy_afterwards():
+    """Restores Keras' float32 dtype policy after a test that sets another (it is process-wide)."""
+    yield
+    import tensorflow as tf
+
+    tf.keras.mixed_precision.set_global_policy("float32")
+
+
 def load_benchmark(name: str) -> types.ModuleType:
     """Imports `benchmarks/<name>.py` (a script folder, not a package) as a module.
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tf_attnrec import cli, runs
 from tf_attnrec.models import create_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("float32_policy_afterwards")]
 
 TINY = {
     "sasrec": ["--max-length", "20", "--set", "hidden_dim=8", "--set", "num_blocks=1", "--batch-size", "64"],
@@ -24,12 +24,6 @@ TINY = {
     "bst": ["--set", "embedding_dim=4", "--set", "max_length=10", "--set", "hidden_units=[8]",
             "--batch-size", "512", "--set", "train_positions_per_user=2", "--set", "num_negatives=1"],
 }
-
-
-@pytest.fixture(autouse=True)
-def _float32_afterwards():
-    yield
-    tf.keras.mixed_precision.set_global_policy("float32")  # the policy is process-wide
 
 
 @pytest.mark.parametrize("model, precision", [("sasrec", "mixed_bfloat16"), ("sasrec", "mixed_float16"),

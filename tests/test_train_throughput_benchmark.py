@@ -15,11 +15,7 @@ from tf_attnrec.data import leave_one_out_split
 throughput = load_benchmark("train_throughput")
 
 
-@pytest.fixture(autouse=True)
-def _float32_afterwards():
-    yield
-    tf.keras.mixed_precision.set_global_policy("float32")
-
+pytestmark = pytest.mark.usefixtures("float32_policy_afterwards")
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
 def test_measure_times_a_tiny_step_under_a_policy(precision):

@@ -102,12 +102,15 @@ class TrainingBackup(tf.keras.callbacks.BackupAndRestore):
     Args:
         backup_dir: Folder of the backup (created; kept after `fit` only if it did not finish).
         save_steps: Also back up every this many steps within an epoch.
+        resume_from: `resume_point(backup_dir)`, when the backup holds a run to resume (the
+            caller reads it first: it also decides where the data stream starts).
         early_stopping: The run's `EarlyStopping`, if any.
         reduce_lr: The run's `ReduceLROnPlateau`, if any.
         time_limit: The run's `TimeLimit`, if any: a resumed run gets what its budget has left.
     """
 
     def __init__(self, backup_dir: PathLike, save_steps: int = DEFAULT_BACKUP_STEPS, *,
+                 resume_from: Optional[ResumePoint] = None,
                  early_stopping: Optional[tf.keras.callbacks.EarlyStopping] = None,
                  reduce_lr: Optional[tf.keras.callbacks.ReduceLROnPlateau] = None,
                  time_limit: Optional[tf.keras.callbacks.Callback] = None) -> None:
@@ -115,6 +118,7 @@ class TrainingBackup(tf.keras.callbacks.BackupAndRestore):
             raise ValueError(f"backup_steps must be a positive number of steps; got {save_steps}.")
         super().__init__(str(backup_dir), save_freq=int(save_steps), delete_checkpoint=True)
         self.directory = pathlib.Path(backup_dir)
+        self.resume_from = resume_from
         self.early_stopping = early_stopping
         self.reduce_lr = reduce_lr
         self.time_limit = time_limit
@@ -130,9 +134,8 @@ class TrainingBackup(tf.keras.callbacks.BackupAndRestore):
         self._generators = random_generators(self.model)
         super().on_train_begin(logs)  # restores the model and the optimizer, if backed up
         self._started = time.monotonic()
-        point = resume_point(self.directory)
-        if point is not None:
-            self._restore(point)
+        if self.resume_from is not None:
+            self._restore(self.resume_from)
 
     def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
         super().on_epoch_begin(epoch, logs)

@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Optional
-
 import numpy as np
 import tensorflow as tf
 
@@ -71,10 +69,9 @@ def local_cluster(num_workers: int, host: str = "localhost") -> list[dict]:
             for index in range(num_workers)]
 
 
-def weights_fingerprint(model: tf.keras.Model, digits: Optional[int] = None) -> float:
+def weights_fingerprint(model: tf.keras.Model) -> float:
     """Sum of the squares of every weight: workers whose weights agree print the same number."""
-    total = float(sum(np.sum(np.square(np.asarray(weight, np.float64))) for weight in model.get_weights()))
-    return round(total, digits) if digits is not None else total
+    return float(sum(np.sum(np.square(np.asarray(weight, np.float64))) for weight in model.get_weights()))
 
 
 __all__ = ["STRATEGIES", "is_chief", "local_cluster", "make_strategy", "weights_fingerprint"]

@@ -317,28 +317,13 @@ def _item_axes(model: tf.keras.Model) -> list:
     Found by building the same model with one more item: the axes that grow are the item axes
     (a table's rows, a bias, the item counts), whatever the model calls them.
     """
-    probe = type(model).from_config(_with_vocab_size(model.get_config(), _vocab_size(model) + 1))
+    probe = type(model).from_config(_with_vocab_size(model.get_config(), model.vocab_size + 1))
     probe.build_variables()
     axes = []
     for weight, other in zip(model.weights, probe.weights):
         grown = [axis for axis, (a, b) in enumerate(zip(weight.shape, other.shape)) if a != b]
         axes.append(grown[0] if grown else None)
     return axes
-
-
-def _vocab_size(model: tf.keras.Model) -> int:
-    sizes = {value for value in _config_values(model.get_config(), "vocab_size")}
-    if len(sizes) != 1:
-        raise ValueError(f"{type(model).__name__}: expected one vocab_size in its config; found {sorted(sizes)}.")
-    return int(sizes.pop())
-
-
-def _config_values(config: Any, key: str) -> list:
-    if isinstance(config, Mapping):
-        return [v for k, v in config.items() if k == key] + [x for v in config.values() for x in _config_values(v, key)]
-    if isinstance(config, (list, tuple)):
-        return [x for v in config for x in _config_values(v, key)]
-    return []
 
 
 def _saved_rows(vocabulary: Vocabulary, saved_vocabulary: Vocabulary) -> np.ndarray:

@@ -259,8 +259,8 @@ def fit_model(
         all_callbacks.append(tf.keras.callbacks.TensorBoard(
             str(run_dir / TENSORBOARD_DIR), write_graph=False, profile_batch=0, update_freq="epoch",
         ))
-        backup = TrainingBackup(run_dir / BACKUP_DIR, backup_steps, early_stopping=early_stopping,
-                                reduce_lr=reduce_lr, time_limit=time_limit)
+        backup = TrainingBackup(run_dir / BACKUP_DIR, backup_steps, resume_from=resumed,
+                                early_stopping=early_stopping, reduce_lr=reduce_lr, time_limit=time_limit)
         all_callbacks.append(backup)  # last: see TrainingBackup
     start = time.perf_counter()
     fit = model.fit(
