@@ -3,22 +3,27 @@
 Exports a model with `tf_attnrec.export` (a trained run directory when `--run-dir` is given,
 else a freshly initialised default `sasrec` built on the ML-1M vocabulary: same shapes and
 cost, meaningless recommendations; the table says which), loads the SavedModel with
-`tf.saved_model.load` and times its `serving_default` signature (raw-id lookup, compaction,
-the model, top-k with history exclusion) on real ML-1M histories (each user's last
-`--max-length` items, as raw-id strings) for batch 1 and batch 256. The first calls are
-warm-up and not timed.
+`tf.saved_model.load` in a fresh process (as a server would: nothing of the exporting process,
+no tf_attnrec) and times its `serving_default` signature (raw-id lookup, compaction, the
+model, top-k with history exclusion) on real ML-1M histories (each user's last `--max-length`
+items, as raw-id strings) for batch 1 and batch 256. The first `--warmup` calls of each batch
+size are not timed.
 
 Usage:
 
     python benchmarks/serving_latency.py [--run-dir runs/sasrec_ml1m]
-        [--data ../shared/data/ml-1m/ml-1m.txt] [--k 10] [--calls-1 200] [--calls-256 20]
+        [--data ../shared/data/ml-1m/ml-1m.txt] [--k 10] [--calls-1 200] [--calls-256 20] [--warmup 20]
+    python benchmarks/serving_latency.py --time-export serving/sasrec/1   # an existing export only
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -67,7 +72,7 @@ def pad_batch(histories: list[list[str]]) -> tf.Tensor:
     return tf.constant([h + [""] * (width - len(h)) for h in histories], tf.string)
 
 
-def time_calls(signature, batches: list[tf.Tensor], warmup: int = 3) -> np.ndarray:
+def time_calls(signature, batches: list[tf.Tensor], warmup: int) -> np.ndarray:
     """Milliseconds per call (after `warmup` untimed calls)."""
     for batch in batches[:warmup]:
         signature(history=batch)
@@ -79,7 +84,23 @@ def time_calls(signature, batches: list[tf.Tensor], warmup: int = 3) -> np.ndarr
     return np.asarray(times)
 
 
-def main() -> None:
+def time_export(export_dir: str, histories: list[list[str]], args: argparse.Namespace) -> list[tuple]:
+    """`(batch, calls, p50 ms, p99 ms, histories/s)` of the export's `serving_default`, in this process."""
+    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+    rng = np.random.default_rng(0)
+    rows = []
+    for batch_size, calls in ((1, args.calls_1), (256, args.calls_256)):
+        batches = [
+            pad_batch([histories[i] for i in rng.choice(len(histories), batch_size, False)])
+            for _ in range(calls)
+        ]
+        ms = time_calls(signature, batches, args.warmup)
+        p50 = float(np.percentile(ms, 50))
+        rows.append((batch_size, calls, p50, float(np.percentile(ms, 99)), batch_size / p50 * 1e3))
+    return rows
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
@@ -87,27 +108,39 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=200)
     parser.add_argument("--calls-1", type=int, default=200)
     parser.add_argument("--calls-256", type=int, default=20)
-    args = parser.parse_args()
+    parser.add_argument("--warmup", type=int, default=20, help="untimed calls before each batch size's timing")
+    parser.add_argument("--time-export", metavar="EXPORT_DIR",
+                        help="time this existing export in this process (what the default mode runs in a fresh one)")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # the fresh process's output
+    return parser.parse_args()
 
+
+def main() -> None:
+    args = parse_args()
     histories, vocabulary = ml1m_histories(args.data, args.max_length)
-    rng = np.random.default_rng(0)
+    if args.time_export:
+        rows = time_export(args.time_export, histories, args)
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            print_rows(rows)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         summary, what = export_ml1m(args.run_dir, pathlib.Path(tmp) / "sasrec" / "1", vocabulary,
                                     k=args.k)
-        signature = tf.saved_model.load(str(summary.export_dir)).signatures["serving_default"]
-        rows = []
-        for batch_size, calls in ((1, args.calls_1), (256, args.calls_256)):
-            batches = [
-                pad_batch([histories[i] for i in rng.choice(len(histories), batch_size, False)])
-                for _ in range(calls)
-            ]
-            ms = time_calls(signature, batches)
-            rows.append((batch_size, calls, np.percentile(ms, 50), np.percentile(ms, 99),
-                         batch_size / np.percentile(ms, 50) * 1e3))
+        command = [sys.executable, __file__, "--time-export", str(summary.export_dir), "--json",
+                   "--data", str(args.data), "--max-length", str(args.max_length), "--calls-1", str(args.calls_1),
+                   "--calls-256", str(args.calls_256), "--warmup", str(args.warmup)]
+        timed = subprocess.run(command, capture_output=True, text=True, check=True)
+        rows = json.loads(timed.stdout.strip().splitlines()[-1])
     print(f"model: {what}")
     print(f"export: index=brute_force k={args.k} exclude_history=True "
           f"max_length={summary.max_length} items={summary.num_items:,}; "
-          f"CPU threads visible: {os.cpu_count()}")
+          f"CPU threads visible: {os.cpu_count()}; timed in a fresh process")
+    print_rows(rows)
+
+
+def print_rows(rows: list) -> None:
     print(f"{'batch':>6} {'calls':>6} {'p50 ms':>9} {'p99 ms':>9} {'histories/s @p50':>17}")
     for batch_size, calls, p50, p99, throughput in rows:
         print(f"{batch_size:>6} {calls:>6} {p50:>9.2f} {p99:>9.2f} {throughput:>17.0f}")

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tests.models.conftest import MAX_LENGTH, VOCAB_SIZE
 from tf_attnrec.models.registry import create_model
+from tf_attnrec.models.sequence_encoder import without_leading_padding
 
 PER_POSITION = {
     "sasrec": {"hidden_dim": 8, "num_blocks": 2},
@@ -59,6 +60,32 @@ def test_state_at_t_is_the_query_of_the_prefix_ending_at_t(name):
     for t in range(2, MAX_LENGTH):
         query = model.encoder(history[:, : t + 1], training=False).numpy()
         np.testing.assert_allclose(states[:, t], query, rtol=1e-5, atol=1e-5, err_msg=f"t={t}")
+
+
+
+@pytest.mark.parametrize("options", [{}, {"position_alignment": "start"}, {"norm_first": False},
+                                     {"num_blocks": 1}, {"num_heads": 2}])
+def test_sasrec_query_skips_padding_and_earlier_queries_without_changing_them(options):
+    """`call` cuts the batch's common left padding and runs the last block for the last query
+    only; it must still be the last state of the full per-position computation."""
+    model = _create("sasrec", **{**PER_POSITION["sasrec"], **options})
+    history = np.array([[0, 0, 0, 0, 0, 5, 6, 7],   # the longest row has 5 items: 3 columns cut
+                        [0, 0, 0, 0, 0, 0, 0, 9],
+                        [0, 0, 0, 0, 0, 0, 0, 0],   # all padding: a zero query, no NaN
+                        [0, 0, 0, 2, 1, 3, 4, 8]], np.int32)
+    states = model.encoder.encode_sequence(history, training=False).numpy()
+    query = model.encoder(history, training=False).numpy()
+    np.testing.assert_allclose(query, states[:, -1], rtol=1e-5, atol=1e-6)
+    assert np.isfinite(query).all() and (query[2] == 0).all()
+    # The same rows without their common padding, and a batch with no item at all.
+    np.testing.assert_allclose(model.encoder(history[:, 3:], training=False).numpy(), query, rtol=1e-5, atol=1e-6)
+    assert (model.encoder(np.zeros([2, MAX_LENGTH], np.int32), training=False).numpy() == 0).all()
+
+
+def test_without_leading_padding_keeps_every_item_and_one_column_at_least():
+    history = tf.constant([[0, 0, 0, 5], [0, 0, 3, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(without_leading_padding(history).numpy(), [[0, 5], [3, 0], [0, 0]])
+    np.testing.assert_array_equal(without_leading_padding(tf.zeros([2, 4], tf.int32)).numpy(), [[0], [0]])
 
 
 def test_end_aligned_positions_make_the_state_depend_on_the_window():

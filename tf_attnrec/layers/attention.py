@@ -214,6 +214,7 @@ class ScaledDotProductAttention(ConfigFromAttributes, tf.keras.layers.Layer):
                 bias = tf.expand_dims(bias, axis=1)
             scores = scores + bias
 
+        row_has_key = None
         if attention_mask is None:
             weights = tf.nn.softmax(scores, axis=-1)
         else:
@@ -225,14 +226,16 @@ class ScaledDotProductAttention(ConfigFromAttributes, tf.keras.layers.Layer):
                 attention_mask, scores, tf.cast(_large_negative(scores.dtype), scores.dtype)
             )
             weights = tf.nn.softmax(masked_scores, axis=-1)
-            # A row with no visible key would otherwise spread uniform weight over padding.
-            row_has_key = tf.reduce_any(attention_mask, axis=-1, keepdims=True)
-            weights = weights * tf.cast(row_has_key, weights.dtype)
+            # A row with no visible key would otherwise spread uniform weight over padding: its
+            # output is zeroed (a [.., Tq, d] product, not one over the [.., Tq, Tv] weights).
+            row_has_key = tf.cast(tf.reduce_any(attention_mask, axis=-1, keepdims=True), weights.dtype)
 
         dropped = self._dropout_layer(weights, training=training)
         output = tf.matmul(dropped, value)
+        if row_has_key is not None:
+            output = output * row_has_key
         if return_attention_scores:
-            return output, weights
+            return output, weights if row_has_key is None else weights * row_has_key
         return output
 
     def compute_mask(self, inputs: tf.Tensor, mask: Optional[tf.Tensor] = None):

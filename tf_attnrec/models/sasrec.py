@@ -7,7 +7,7 @@ from typing import Any, Mapping, Optional, Sequence
 import tensorflow as tf
 
 from tf_attnrec.models.registry import register_model
-from tf_attnrec.models.sequence_encoder import AttentionSequenceEncoder
+from tf_attnrec.models.sequence_encoder import AttentionSequenceEncoder, without_leading_padding
 from tf_attnrec.models.sequential_retrieval import SequentialRetrievalModel
 from tf_attnrec.layers.transformer import TransformerBlock
 
@@ -166,7 +166,22 @@ class SASRecEncoder(AttentionSequenceEncoder):
 
     def call(self, history: tf.Tensor, training: Optional[bool] = None,
              item_table: Optional[tf.Tensor] = None) -> tf.Tensor:
-        return self.encode_sequence(history, training=training, item_table=item_table)[:, -1, :]
+        """The query `[B, hidden_dim]`: `encode_sequence(history)[:, -1]`, with less work.
+
+        Only the last position's state is needed, so two kinds of work are skipped, neither of
+        which changes it: the columns that are padding in every row (padding never changes a
+        result, and "end"-aligned positions keep their indices), and, in the last block, every
+        query but the last one, which attends over the whole sequence as its context.
+        """
+        x, mask = self._embed(without_leading_padding(self._prepare(history)), training=training,
+                              item_table=item_table)
+        for block in self.blocks[:-1]:
+            x = block(x, mask=mask, training=training)
+        last_mask = mask[:, -1:]
+        query = self.blocks[-1](x[:, -1:], mask=last_mask, training=training, context=x, context_mask=mask)
+        if self.final_norm is not None:
+            query = self.final_norm(query)
+        return (query * tf.cast(last_mask, query.dtype)[:, :, tf.newaxis])[:, 0, :]
 
     def block_attention_weights(self, history: tf.Tensor) -> tf.Tensor:
         """The query's (the last position's) attention over the history in every block.

@@ -13,6 +13,23 @@ from tf_attnrec.layers.embeddings import ItemSequenceEmbedding
 from tf_attnrec.layers.fused_item_embedding import FusedItemEmbedding
 
 
+def without_leading_padding(history: tf.Tensor) -> tf.Tensor:
+    """`history` `[B, L]` without its first columns where every row is padding (0).
+
+    For left-padded histories that is the padding of the longest row, the work a batch of short
+    histories does not need. At least the last column is kept, so an all-padding batch stays
+    `[B, 1]`.
+
+    Example:
+        >>> without_leading_padding(tf.constant([[0, 0, 0, 5], [0, 0, 3, 4]])).numpy().tolist()
+        [[0, 5], [3, 4]]
+    """
+    has_item = tf.reduce_any(tf.not_equal(history, 0), axis=0)
+    first = tf.argmax(tf.cast(has_item, tf.int32), output_type=tf.int32)  # the first column with an item
+    first = tf.where(tf.reduce_any(has_item), first, tf.shape(history)[1] - 1)
+    return history[:, first:]
+
+
 class SequenceEncoder(ConfigFromAttributes, tf.keras.layers.Layer):
     """Base class: maps a left-padded item-id history `[B, L]` to query vectors.
 
