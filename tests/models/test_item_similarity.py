@@ -41,6 +41,27 @@ def test_item_set_dataset_holds_each_item_once_with_the_others_as_history():
         assert sorted(row[row > 0].tolist()) == sorted(window[window != target].tolist())
 
 
+
+def test_item_set_dataset_can_keep_the_target_in_its_history_as_recbole_trains():
+    sequences = [np.array([2, 3, 4, 5]), np.array([6, 7])]
+    batch = next(iter(item_set_dataset(sequences, max_length=3, batch_size=100, seed=1, include_target=True)))
+    for row, target in zip(batch["history"].numpy(), batch["positive"].numpy()):
+        user = next(s for s in sequences if target in s)
+        np.testing.assert_array_equal(row[row > 0], user[-3:])  # the whole window, the target too
+
+
+def test_history_includes_target_is_refused_for_sequence_models():
+    from tf_attnrec.data.splits import leave_one_out_split
+    from tf_attnrec.models import create_model
+    from tf_attnrec.tasks.retrieval import train_sequential
+    import pandas as pd
+
+    frame = pd.DataFrame({"user_id": [1] * 4, "item_id": [1, 2, 3, 4], "timestamp": [1, 2, 3, 4]})
+    split = leave_one_out_split(frame)
+    model = create_model("sasrec", vocab_size=split.vocabulary.size, max_length=4, hidden_dim=4, num_blocks=1)
+    with pytest.raises(ValueError, match="item sets"):
+        train_sequential(model, split, history_includes_target=True, epochs=1)
+
 def test_item_set_dataset_refuses_data_without_a_history():
     with pytest.raises(ValueError, match="2 or more items"):
         item_set_dataset([np.array([2]), np.array([3])], max_length=3, batch_size=4)

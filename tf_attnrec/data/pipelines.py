@@ -135,6 +135,7 @@ def item_set_dataset(
     batch_size: int,
     shuffle: bool = True,
     seed: int = 0,
+    include_target: bool = False,
 ) -> tf.data.Dataset:
     """Item-based CF training batches: every training item is a target once, its user's other items the history.
 
@@ -150,6 +151,8 @@ def item_set_dataset(
         batch_size: examples per batch.
         shuffle: shuffle the examples (reshuffled every epoch; deterministic given `seed`).
         seed: shuffle seed.
+        include_target: keep `t` in its own history (RecBole's FISM and NAIS train so; the
+            papers leave it out). The model then also learns each item's similarity to itself.
 
     Returns:
         `tf.data.Dataset` of dicts {"history": int32 [B, L], "positive": int32 [B]}.
@@ -176,7 +179,8 @@ def item_set_dataset(
 
     def with_history(batch: dict) -> dict:
         history = tf.gather(table, batch["row"])
-        history = tf.where(history == batch["positive"][:, tf.newaxis], tf.zeros_like(history), history)
+        if not include_target:
+            history = tf.where(history == batch["positive"][:, tf.newaxis], tf.zeros_like(history), history)
         return {"history": history, "positive": batch["positive"]}
 
     return dataset.batch(batch_size).map(with_history, num_parallel_calls=tf.data.AUTOTUNE).prefetch(

@@ -314,6 +314,7 @@ def train_sequential(
     max_length: Optional[int] = None,
     ks: Sequence[int] = (10, 20),
     split_long_sequences: bool = False,
+    history_includes_target: bool = False,
     validation_users: Optional[int] = None,
     evaluate_test: bool = True,
     seed: int = 0,
@@ -334,6 +335,9 @@ def train_sequential(
         ks: Cut-offs of the reported metrics.
         split_long_sequences: Cut sequences longer than `max_length` into windows (all
             items become targets) instead of keeping only the most recent ones (SASRec).
+        history_includes_target: For models that train on item sets (fism, nais): each training
+            item stays in its own history, as RecBole's FISM and NAIS train, instead of being
+            left out, as the papers do (`item_set_dataset`'s `include_target`).
         validation_users: Validate on the first n users only (faster; None = all).
         evaluate_test: Evaluate the test items after training (with beyond-accuracy metrics).
         seed: Seed for weights, dropout and shuffling.
@@ -360,6 +364,9 @@ def train_sequential(
         ```
     """
     loop = {**RetrievalTask.training_defaults, "monitor": MONITOR, **loop}
+    if history_includes_target and getattr(model, "trains_on", None) != "item_set":
+        raise ValueError(f"history_includes_target is for models that train on item sets (fism, nais); "
+                         f"{model.name} trains on sequences, whose histories never hold their targets.")
     tf.keras.utils.set_random_seed(seed)
     max_length = max_length or model.max_length
     if init_from is not None:
@@ -368,7 +375,8 @@ def train_sequential(
     fit = None
     if model.requires_training:
         if model.trains_on == "item_set":
-            dataset = item_set_dataset(split.train, max_length, batch_size, shuffle=True, seed=seed)
+            dataset = item_set_dataset(split.train, max_length, batch_size, shuffle=True, seed=seed,
+                                       include_target=history_includes_target)
         else:
             dataset = next_item_dataset(
                 split.train, max_length=max_length, batch_size=batch_size, shuffle=True, seed=seed,
