@@ -53,6 +53,44 @@ def test_notebook_is_stored_without_outputs(path):
     assert code and all(not cell.outputs and cell.execution_count is None for cell in code)
 
 
+
+def _sync_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sync_install_cells", EXAMPLES / "sync_install_cells.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_install_cell_is_the_one_setup_cfg_gives():
+    """The install cells name the repository of setup.cfg, never a package index name."""
+    assert _sync_script().main(["--check"]) == 0, "run python examples/sync_install_cells.py"
+
+
+@pytest.mark.parametrize("url", ["", "https://example.org/owner/tf-attnrec"])
+def test_install_cell_installs_from_the_repository_or_says_it_cannot(url, monkeypatch):
+    from IPython.core.inputtransformer2 import TransformerManager
+    import importlib.util
+
+    code = TransformerManager().transform_cell(_sync_script().install_cell(url))
+    magics = []
+
+    class Shell:
+        def run_line_magic(self, name, line, *args):
+            magics.append((name, line))
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # a fresh Colab kernel
+    namespace = {"get_ipython": lambda: Shell()}
+    if not url:
+        with pytest.raises(RuntimeError, match="setup.cfg names no repository"):
+            exec(code, namespace)
+        assert not magics
+    else:
+        exec(code, namespace)
+        assert namespace["SOURCE"] == url
+        assert magics == [("pip", 'install -q "tf-attnrec[plot] @ git+{SOURCE}"')]
+
 def test_sasrec_notebook_runs_in_smoke_mode(shared_data_dir, tmp_path, monkeypatch):
     code = _execute_smoke(NOTEBOOK, shared_data_dir, tmp_path, monkeypatch)
     text = [_text_outputs(cell) for cell in code]
