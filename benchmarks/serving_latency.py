@@ -13,7 +13,8 @@ Usage:
 
     python benchmarks/serving_latency.py [--run-dir runs/sasrec_ml1m]
         [--data ../shared/data/ml-1m/ml-1m.txt] [--k 10] [--calls-1 200] [--calls-256 20] [--warmup 20]
-    python benchmarks/serving_latency.py --time-export serving/sasrec/1   # an existing export only
+    python benchmarks/serving_latency.py --time-export serving/sasrec/1 [serving/sasrec/2 ...]
+        # existing exports only, taking turns on the same requests (a side-by-side comparison)
 """
 
 from __future__ import annotations
@@ -72,31 +73,34 @@ def pad_batch(histories: list[list[str]]) -> tf.Tensor:
     return tf.constant([h + [""] * (width - len(h)) for h in histories], tf.string)
 
 
-def time_calls(signature, batches: list[tf.Tensor], warmup: int) -> np.ndarray:
-    """Milliseconds per call (after `warmup` untimed calls)."""
-    for batch in batches[:warmup]:
-        signature(history=batch)
-    times = []
-    for batch in batches:
-        start = time.perf_counter()
-        signature(history=batch)["item_ids"].numpy()
-        times.append((time.perf_counter() - start) * 1e3)
-    return np.asarray(times)
+def time_calls(signatures: list, batches: list[tf.Tensor], warmup: int) -> np.ndarray:
+    """Milliseconds per call `[signature, batch]`, the signatures taking turns on each batch
+    (after `warmup` untimed calls each), so that a comparison sees the same machine state."""
+    for signature in signatures:
+        for batch in batches[:warmup]:
+            signature(history=batch)
+    times = np.zeros([len(signatures), len(batches)])
+    for column, batch in enumerate(batches):
+        for row, signature in enumerate(signatures):
+            start = time.perf_counter()
+            signature(history=batch)["item_ids"].numpy()
+            times[row, column] = (time.perf_counter() - start) * 1e3
+    return times
 
 
-def time_export(export_dir: str, histories: list[list[str]], args: argparse.Namespace) -> list[tuple]:
-    """`(batch, calls, p50 ms, p99 ms, histories/s)` of the export's `serving_default`, in this process."""
-    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+def time_exports(export_dirs: list[str], histories: list[list[str]], args: argparse.Namespace) -> list[list[tuple]]:
+    """Per export, `(batch, calls, p50 ms, p99 ms, histories/s)` of its `serving_default`, in this process."""
+    signatures = [tf.saved_model.load(path).signatures["serving_default"] for path in export_dirs]
     rng = np.random.default_rng(0)
-    rows = []
+    rows = [[] for _ in export_dirs]
     for batch_size, calls in ((1, args.calls_1), (256, args.calls_256)):
         batches = [
             pad_batch([histories[i] for i in rng.choice(len(histories), batch_size, False)])
             for _ in range(calls)
         ]
-        ms = time_calls(signature, batches, args.warmup)
-        p50 = float(np.percentile(ms, 50))
-        rows.append((batch_size, calls, p50, float(np.percentile(ms, 99)), batch_size / p50 * 1e3))
+        for export_rows, ms in zip(rows, time_calls(signatures, batches, args.warmup)):
+            p50 = float(np.percentile(ms, 50))
+            export_rows.append((batch_size, calls, p50, float(np.percentile(ms, 99)), batch_size / p50 * 1e3))
     return rows
 
 
@@ -109,8 +113,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--calls-1", type=int, default=200)
     parser.add_argument("--calls-256", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls before each batch size's timing")
-    parser.add_argument("--time-export", metavar="EXPORT_DIR",
-                        help="time this existing export in this process (what the default mode runs in a fresh one)")
+    parser.add_argument("--time-export", metavar="EXPORT_DIR", nargs="+",
+                        help="time these existing exports in this process, taking turns on the same requests "
+                             "(what the default mode runs in a fresh one)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # the fresh process's output
     return parser.parse_args()
 
@@ -119,10 +124,12 @@ def main() -> None:
     args = parse_args()
     histories, vocabulary = ml1m_histories(args.data, args.max_length)
     if args.time_export:
-        rows = time_export(args.time_export, histories, args)
+        per_export = time_exports(args.time_export, histories, args)
         if args.json:
-            print(json.dumps(rows))
-        else:
+            print(json.dumps(per_export[0]))
+            return
+        for path, rows in zip(args.time_export, per_export):
+            print(f"export {path} (fresh process, {os.cpu_count()} CPUs visible, exports taking turns):")
             print_rows(rows)
         return
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,7 @@ import tf_attnrec  # noqa: F401  (Keras 2 before TensorFlow)
 from tests.conftest import load_benchmark
 
 
-def test_time_export_reports_both_batch_sizes(tmp_path):
+def test_time_exports_reports_both_batch_sizes_for_each_export(tmp_path):
     from tests.export.conftest import tiny_model
     from tf_attnrec.data.vocabulary import Vocabulary
     from tf_attnrec.export import export_retrieval
@@ -32,7 +32,9 @@ def test_time_export_reports_both_batch_sizes(tmp_path):
     assert padded.shape == (3, max(len(h) for h in histories[:3])) and padded[0, len(histories[0]):].tolist() == [
         b""] * (padded.shape[1] - len(histories[0]))
     args = argparse.Namespace(calls_1=5, calls_256=2, warmup=1)
-    rows = bench.time_export(str(export_dir), histories, args)
-    assert [(batch, calls) for batch, calls, *_ in rows] == [(1, 5), (256, 2)]
-    for batch, _, p50, p99, throughput in rows:
-        assert 0 < p50 <= p99 and np.isclose(throughput, batch / p50 * 1e3)
+    per_export = bench.time_exports([str(export_dir), str(export_dir)], histories, args)  # side by side
+    assert len(per_export) == 2
+    for rows in per_export:
+        assert [(batch, calls) for batch, calls, *_ in rows] == [(1, 5), (256, 2)]
+        for batch, _, p50, p99, throughput in rows:
+            assert 0 < p50 <= p99 and np.isclose(throughput, batch / p50 * 1e3)
