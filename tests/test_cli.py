@@ -167,6 +167,21 @@ def test_train_defaults_to_the_zoo_config_then_registry_defaults(monkeypatch):
     assert config["training"] == {**get_task(spec.task).training_defaults, **spec.training, "epochs": 3}
 
 
+
+def test_precision_comes_from_the_flag_else_the_config_and_is_recorded_only_when_not_float32(tmp_path):
+    parser = cli.build_parser()
+    assert "precision" not in cli.resolve_train_config(parser.parse_args(["train", "--dataset", "ml-1m"]))
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("model: sasrec\nprecision: mixed_bfloat16\n")
+    from_file = cli.resolve_train_config(parser.parse_args(["train", "--dataset", "ml-1m", "--config", str(config_file)]))
+    assert from_file["precision"] == "mixed_bfloat16"
+    flag = cli.resolve_train_config(parser.parse_args(
+        ["train", "--dataset", "ml-1m", "--config", str(config_file), "--precision", "float32"]))
+    assert "precision" not in flag
+    config_file.write_text("model: sasrec\nprecision: float8\n")
+    with pytest.raises(ValueError, match="precision 'float8'"):
+        cli.resolve_train_config(parser.parse_args(["train", "--dataset", "ml-1m", "--config", str(config_file)]))
+
 def test_set_reaches_training_keys_that_are_not_model_keys():
     parser = cli.build_parser()
     config = cli.resolve_train_config(parser.parse_args(

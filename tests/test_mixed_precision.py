@@ -37,6 +37,7 @@ def test_a_mixed_precision_run_trains_and_records_its_policy(model, precision, s
     assert all(math.isfinite(value) for value in metrics["history"]["loss"])
     assert all(math.isfinite(value) for value in metrics["test"].values() if isinstance(value, float))
     assert json.loads((run_dir / runs.CONFIG_FILE).read_text())["extra"]["precision"] == precision
+    assert runs.read_run_config(run_dir)["precision"] == precision  # config.yaml: rerunning it reproduces it
 
 
 def test_layers_compute_in_16_bits_while_variables_and_scores_stay_float32():

@@ -127,4 +127,7 @@ def test_a_backup_resumes_only_under_its_own_config(sasrec_file, tmp_path, capsy
     assert cli.main([*changed, "--output", str(tmp_path / "run")]) == 1
     error = capsys.readouterr().err
     assert "interrupted run" in error and "model_config" in error and "--overwrite" in error
+    # The dtype policy is part of the config a backup resumes under.
+    assert cli.main([*argv, "--precision", "mixed_bfloat16", "--output", str(tmp_path / "run")]) == 1
+    assert "precision differ" in capsys.readouterr().err
     assert (tmp_path / "run" / runs.BACKUP_DIR).is_dir()  # refused, not discarded

@@ -114,8 +114,9 @@ def resolve_train_config(args: argparse.Namespace) -> dict:
     """The run config of `train`: defaults < spec < --config (or the zoo config) < flags.
 
     Returns:
-        `{"model", "dataset", "data_dir", "data", "model_config", "training"}`; `data` is the
-        `DataSource` (its `to_config()` is what the run directory records).
+        `{"model", "dataset", "data_dir", "data", "model_config", "training"}`, and `precision`
+        when it is not float32 (`--precision`, else the config's); `data` is the `DataSource`
+        (its `to_config()` is what the run directory records).
     """
     from tf_attnrec import runs
 
@@ -147,6 +148,9 @@ def resolve_train_config(args: argparse.Namespace) -> dict:
         training["jit_compile"] = True
     task.check_training_keys(training)
     source = _data_source(args, config)
+    precision = getattr(args, "precision", None) or config.get("precision") or "float32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} (from {args.config or 'the zoo config'}) must be one of {PRECISIONS}.")
     return {
         "model": model,
         "dataset": source.dataset_name,
@@ -154,6 +158,8 @@ def resolve_train_config(args: argparse.Namespace) -> dict:
         "data": source,
         "model_config": model_config,
         "training": training,
+        # Recorded (and compared when a run resumes) only when it is not the default.
+        **({"precision": precision} if precision != "float32" else {}),
     }
 
 
@@ -247,13 +253,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         runs.write_items(dataset.items, task.item_vocabulary(data), run_dir)
     print(f"{'Resuming' if resuming else 'Training'} {config['model']} ({task.name}) on {source.describe()}: "
           f"{dataset!r} -> {run_dir}", flush=True)
-    tf.keras.mixed_precision.set_global_policy(args.precision)  # before the layers exist
+    precision = config.get("precision", "float32")
+    tf.keras.mixed_precision.set_global_policy(precision)  # before the layers exist
     with strategy.scope():  # the variables, the optimizer and fit, mirrored over the replicas
         model = task.build_model(spec, data, config["model_config"])
         result = task.fit(
             model, data, **training, run_dir=run_dir,
             extra_config={"model": config["model"], "dataset": source.dataset_name, "data": data_options,
-                          "precision": args.precision},
+                          "precision": precision},
             init_from=args.init_from, time_limit_minutes=args.time_limit,
             # The progress bar's end-of-epoch line carries the val_* metrics, so the loop's own
             # per-validation line would only repeat them (and break the bar).
@@ -558,9 +565,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tf.distribute strategy: none (one device), mirrored (this machine's GPUs) or "
                             "multiworker (the cluster in TF_CONFIG; see python -m tf_attnrec.launch). --batch-size "
                             "is the global batch, split over the replicas")
-    train.add_argument("--precision", choices=PRECISIONS, default="float32",
+    train.add_argument("--precision", choices=PRECISIONS, default=None,
                        help="Keras dtype policy: mixed_bfloat16 or mixed_float16 compute the layers in 16 bits "
-                            "(float16 with loss scaling); variables, scores and losses stay float32")
+                            "(float16 with loss scaling); variables, scores and losses stay float32 "
+                            "(default: the config's `precision`, else float32)")
     train.add_argument("--deterministic", action="store_true",
                        help="turn on TensorFlow's op determinism, so that the same seed gives the same metrics "
                             "(slower where an op has a faster non-deterministic kernel)")

@@ -62,7 +62,8 @@ _KERAS_PACKAGE = "tf_attnrec"
 # Keys of a zoo / run config: the first ones configure the run; PROVENANCE_KEYS are written by
 # `tf-attnrec train` into a run's config.yaml and read back without effect.
 PROVENANCE_KEYS = ("source", "form", "created", "version", "init_from")
-CONFIG_KEYS = ("model", "dataset", "data_dir", "data", "model_config", "training", *PROVENANCE_KEYS)
+# `precision` is recorded only when it is not float32, so that older runs' configs still match.
+CONFIG_KEYS = ("model", "dataset", "data_dir", "data", "model_config", "training", "precision", *PROVENANCE_KEYS)
 
 
 # ------------------------------------------------------------------------------ plain files
