@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.models.conftest import MAX_LENGTH, VOCAB_SIZE
 from tf_attnrec.models.registry import create_model
@@ -81,6 +83,24 @@ def test_sasrec_query_skips_padding_and_earlier_queries_without_changing_them(op
     np.testing.assert_allclose(model.encoder(history[:, 3:], training=False).numpy(), query, rtol=1e-5, atol=1e-6)
     assert (model.encoder(np.zeros([2, MAX_LENGTH], np.int32), training=False).numpy() == 0).all()
 
+
+
+@pytest.fixture(scope="module")
+def sasrec_model():
+    return _create("sasrec", **PER_POSITION["sasrec"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(0, MAX_LENGTH), min_size=1, max_size=5), seed=st.integers(0, 2**16))
+def test_sasrec_query_equals_the_last_state_for_any_left_padded_batch(sasrec_model, lengths, seed):
+    model = sasrec_model
+    rng = np.random.default_rng(seed)
+    history = np.zeros([len(lengths), MAX_LENGTH], np.int32)
+    for row, length in enumerate(lengths):
+        if length:
+            history[row, -length:] = rng.integers(1, VOCAB_SIZE, size=length)  # 1 = unknown item, a real slot
+    states = model.encoder.encode_sequence(history, training=False).numpy()
+    np.testing.assert_allclose(model.encoder(history, training=False).numpy(), states[:, -1], rtol=1e-5, atol=1e-5)
 
 def test_without_leading_padding_keeps_every_item_and_one_column_at_least():
     history = tf.constant([[0, 0, 0, 5], [0, 0, 3, 0], [0, 0, 0, 0]])
