@@ -176,18 +176,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def summarise(seeds: dict) -> dict:
     """Mean ± sample std per run kind over seeds, and the update's shares of the retrain's means."""
-    def values(name: str, key: str) -> np.ndarray:
-        return np.array([runs[name]["latest"][key[len("latest_"):]] if key.startswith("latest_") else runs[name][key]
-                         for runs in seeds.values()])
+    def values(name: str, key: str, group: Optional[str] = None) -> np.ndarray:
+        """`key` of every seed's `name` run, or of its `group` metrics ("latest")."""
+        return np.array([(runs[name][group] if group else runs[name])[key] for runs in seeds.values()])
 
     def text(array: np.ndarray, digits: int) -> str:
         return f"{array.mean():.{digits}f}" + (f" ± {array.std(ddof=1):.{digits}f}" if len(array) > 1 else "")
 
-    summary = {name: {key: text(values(name, key), digits) for key, digits in
-                      (("ndcg@10", 4), ("latest_ndcg@10", 4), ("wall_seconds", 1))} for name in ("retrain", "update")}
-    summary["ndcg_share"] = values("update", "ndcg@10").mean() / values("retrain", "ndcg@10").mean()
-    summary["latest_ndcg_share"] = values("update", "latest_ndcg@10").mean() / values("retrain", "latest_ndcg@10").mean()
-    summary["time_share"] = values("update", "wall_seconds").mean() / values("retrain", "wall_seconds").mean()
+    def share(key: str, group: Optional[str] = None) -> float:
+        return values("update", key, group).mean() / values("retrain", key, group).mean()
+
+    summary = {name: {"ndcg@10": text(values(name, "ndcg@10"), 4),
+                      "latest_ndcg@10": text(values(name, "ndcg@10", "latest"), 4),
+                      "wall_seconds": text(values(name, "wall_seconds"), 1)} for name in ("retrain", "update")}
+    summary.update(ndcg_share=share("ndcg@10"), latest_ndcg_share=share("ndcg@10", "latest"),
+                   time_share=share("wall_seconds"))
     return summary
 
 

@@ -49,6 +49,7 @@ import json
 import os
 import pathlib
 import platform
+import statistics
 import subprocess
 import sys
 import types
@@ -194,14 +195,11 @@ def time_ours(data: pathlib.Path, config: dict, epochs: int, warmup: int, thread
     }
 
 
-def mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
 def print_table(reports: Sequence[dict], ratio: float) -> None:
     print(f"{'peer':<24}{'s/pass':>9}{'passes timed':>14}{'threads':>9}{'seq/pass':>10}{'steps/pass':>12}")
     for report in reports:
-        print(f"{report['peer']:<24}{mean(report['seconds_per_epoch']):>9.2f}{len(report['seconds_per_epoch']):>14}"
+        seconds = report["seconds_per_epoch"]
+        print(f"{report['peer']:<24}{statistics.fmean(seconds):>9.2f}{len(seconds):>14}"
               f"{str(report['threads']):>9}{report['sequences_per_epoch']:>10}{report['steps_per_epoch']:>12}")
     print(f"ratio (pytorch / ours): {ratio:.2f}x; bar >= {SPEEDUP_BAR:g}x: "
           f"{'met' if ratio >= SPEEDUP_BAR else 'not met'}")
@@ -243,7 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                                args.threads, seed=args.seed, timeout_s=args.peer_timeout)
     print(f"running {OURS_NAME} ...", flush=True)
     ours = time_ours(args.data, config, args.epochs, args.warmup, args.threads, seed=args.seed)
-    ratio = mean(pytorch["seconds_per_epoch"]) / mean(ours["seconds_per_epoch"])
+    ratio = statistics.fmean(pytorch["seconds_per_epoch"]) / statistics.fmean(ours["seconds_per_epoch"])
     print_table([pytorch, ours], ratio)
 
     result = {

@@ -76,17 +76,22 @@ def float32_policy_afterwards():
     tf.keras.mixed_precision.set_global_policy("float32")
 
 
-def load_benchmark(name: str) -> types.ModuleType:
-    """Imports `benchmarks/<name>.py` (a script folder, not a package) as a module.
+def load_script(folder: str, name: str) -> types.ModuleType:
+    """Imports `<folder>/<name>.py` of the repo (a script folder, not a package) as a module.
 
     It is registered in `sys.modules` first, as an import would, so that what looks a module up
     by name while it runs (dataclasses resolving annotations) finds it.
     """
-    spec = importlib.util.spec_from_file_location(f"benchmarks.{name}", REPO_ROOT / "benchmarks" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"{folder}.{name}", REPO_ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_benchmark(name: str) -> types.ModuleType:
+    """Imports `benchmarks/<name>.py` as a module (`load_script`)."""
+    return load_script("benchmarks", name)
 
 
 @pytest.fixture(scope="session")

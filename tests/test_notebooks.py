@@ -55,12 +55,9 @@ def test_notebook_is_stored_without_outputs(path):
 
 
 def _sync_script():
-    import importlib.util
+    from tests.conftest import load_script
 
-    spec = importlib.util.spec_from_file_location("sync_install_cells", EXAMPLES / "sync_install_cells.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples", "sync_install_cells")
 
 
 def test_every_install_cell_is_the_one_setup_cfg_gives():
