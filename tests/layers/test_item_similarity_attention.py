@@ -140,6 +140,18 @@ def test_config_round_trip(attention):
     np.testing.assert_allclose(clone(history, candidates, mask=MASK).numpy(), expected, rtol=1e-6)
 
 
+def test_regularizer_round_trips_and_penalises_w_and_h_only():
+    layer = ItemSimilarityAttention("prod", attention_dim=A, regularizer=tf.keras.regularizers.L2(0.1), name="sim")
+    history, candidates = inputs()
+    layer(history, candidates, mask=MASK)
+    expected = 0.1 * (np.square(layer.kernel.numpy()).sum() + np.square(layer.projection.numpy()).sum())
+    np.testing.assert_allclose(float(tf.add_n(layer.losses)), expected, rtol=1e-5)
+    clone = ItemSimilarityAttention.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    clone(history, candidates, mask=MASK)
+    assert len(clone.losses) == 2
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"attention": "dot"}, "`attention` must be one of"),
     ({"beta": 1.5}, "`beta`"),

@@ -130,6 +130,19 @@ def test_training_learns_co_occurrence(name):
     assert scores[[6, 7]].min() > scores[group_b].max(), scores
 
 
+def test_attention_l2_adds_the_attention_networks_squared_norm_to_the_loss():
+    features = {"history": HISTORIES, "positive": tf.constant([5, 7, 9])}
+    plain, penalised = (trained(NAIS, attention_dim=4, attention_l2=weight) for weight in (0.0, 0.5))
+    penalised.set_weights(plain.get_weights())
+    similarity = plain.similarity
+    expected = 0.5 * (np.square(similarity.kernel.numpy()).sum() + np.square(similarity.projection.numpy()).sum())
+    tf.keras.utils.set_random_seed(1)
+    base = float(plain.compute_loss(features))
+    tf.keras.utils.set_random_seed(1)
+    np.testing.assert_allclose(float(penalised.compute_loss(features)) - base, expected, rtol=1e-4)
+    assert NAIS.from_config(penalised.get_config()).attention_l2 == 0.5
+
+
 def test_loss_names_the_expected_features():
     model = create_model("nais", vocab_size=VOCAB, **get_model_spec("nais").tiny)
     with pytest.raises(KeyError, match="item_set_dataset"):
@@ -140,6 +153,7 @@ def test_loss_names_the_expected_features():
     ({"attention": None}, "use fism"),
     ({"num_negatives": 0}, "`num_negatives`"),
     ({"l2_weight": -1.0}, "`l2_weight`"),
+    ({"attention_l2": -0.1}, "`attention_l2`"),
     ({"beta": 2.0}, "`beta`"),
 ])
 def test_bad_arguments_are_named(kwargs, match):

@@ -34,6 +34,8 @@ class ItemSimilarityAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         attention: "prod", "concat" or None (FISM: no attention network).
         attention_dim: Hidden size `A` of the attention network.
         beta: The smoothing exponent on the softmax denominator, in [0, 1].
+        regularizer: Keras regularizer of the attention network's weights `W` and `h` (the
+            NAIS paper's lambda); a strong one pulls the weights toward FISM's uniform ones.
         **kwargs: Standard `tf.keras.layers.Layer` arguments.
 
     Call arguments:
@@ -53,10 +55,10 @@ class ItemSimilarityAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         (TensorShape([2, 5]), 0.0)
     """
 
-    config_keys = ("attention", "attention_dim", "beta")
+    config_keys = ("attention", "attention_dim", "beta", "regularizer")
 
     def __init__(self, attention: Optional[str] = "prod", attention_dim: int = 16, beta: float = 0.5,
-                 **kwargs: Any) -> None:
+                 regularizer: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
         if attention is not None and attention not in ATTENTIONS:
@@ -67,6 +69,7 @@ class ItemSimilarityAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         self.attention = attention
         self.attention_dim = check_positive_int(owner, "`attention_dim`", attention_dim)
         self.beta = float(beta)
+        self.regularizer = tf.keras.regularizers.get(regularizer)
         self.supports_masking = True
 
     def build(self, input_shape: Any) -> None:
@@ -78,9 +81,12 @@ class ItemSimilarityAttention(ConfigFromAttributes, tf.keras.layers.Layer):
     def _build_weights(self, dim: int) -> None:
         inputs = dim if self.attention == "prod" else 2 * dim
         # Glorot for W as NAIS's reference code; h starts at ones (RecBole's `weight_layer`).
-        self.kernel = self.add_weight("kernel", [inputs, self.attention_dim], initializer="glorot_normal")
+        self.kernel = self.add_weight("kernel", [inputs, self.attention_dim], initializer="glorot_normal",
+                                      regularizer=self.regularizer)
         self.bias = self.add_weight("bias", [self.attention_dim], initializer="zeros")
-        self.projection = self.add_weight("projection", [self.attention_dim], initializer="ones")
+        # h is regularized with W: otherwise a small W is undone by a large h (ReLU is scale-equivariant).
+        self.projection = self.add_weight("projection", [self.attention_dim], initializer="ones",
+                                          regularizer=self.regularizer)
 
     def attention_logits(self, history: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
         """`f(p_j, q_c)`: `[B, C, L]` from history `[B, L, D]` and candidates `[B, C, D]` or `[C, D]`."""

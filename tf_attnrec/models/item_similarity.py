@@ -54,6 +54,7 @@ class ItemSimilarityModel(RecommenderModel):
         beta: Smoothing exponent of the weights' denominator (FISM's alpha).
         num_negatives: Uniformly drawn negatives per positive in training.
         l2_weight: Weight of the squared L2 norm of the step's gathered embeddings, per example.
+        attention_l2: Weight of the squared L2 norm of the attention network's `W` and `h`, per step.
         **kwargs: `tf.keras.Model` arguments.
 
     Training features: `{"history": int [B, L], "positive": int [B]}` (`item_set_dataset`).
@@ -63,7 +64,8 @@ class ItemSimilarityModel(RecommenderModel):
     trains_on = "item_set"
 
     def __init__(self, vocab_size: int, embedding_dim: int, max_length: int, attention: Optional[str],
-                 attention_dim: int, beta: float, num_negatives: int, l2_weight: float, **kwargs: Any) -> None:
+                 attention_dim: int, beta: float, num_negatives: int, l2_weight: float, attention_l2: float,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
         self.vocab_size = check_positive_int(owner, "`vocab_size` (num_items + 2)", vocab_size, minimum=3)
@@ -71,9 +73,11 @@ class ItemSimilarityModel(RecommenderModel):
         self.max_length = check_positive_int(owner, "`max_length`", max_length)
         self.num_negatives = check_positive_int(owner, "`num_negatives`", num_negatives)
         self.draws = RandomDraws(name="random_draws")  # the negatives
-        if isinstance(l2_weight, bool) or not isinstance(l2_weight, (int, float)) or l2_weight < 0:
-            raise ValueError(f"{owner}: `l2_weight` must be a number >= 0; got {l2_weight!r}.")
+        for key, value in (("l2_weight", l2_weight), ("attention_l2", attention_l2)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{owner}: `{key}` must be a number >= 0; got {value!r}.")
         self.l2_weight = float(l2_weight)
+        self.attention_l2 = float(attention_l2)
         # N(0, 0.01) tables, as the NAIS reference code and RecBole initialise them.
         self.history_embedding = tf.keras.layers.Embedding(
             vocab_size, embedding_dim, embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
@@ -82,7 +86,9 @@ class ItemSimilarityModel(RecommenderModel):
             vocab_size, embedding_dim, embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
             name="candidate_embedding")
         self.item_bias = tf.keras.layers.Embedding(vocab_size, 1, embeddings_initializer="zeros", name="item_bias")
-        self.similarity = ItemSimilarityAttention(attention, attention_dim, beta, name="item_similarity")
+        self.similarity = ItemSimilarityAttention(
+            attention, attention_dim, beta, regularizer=tf.keras.regularizers.L2(self.attention_l2)
+            if self.attention_l2 else None, name="item_similarity")
         # Every weight's shape is known now: build them, so scoring may read the tables first.
         for table in (self.history_embedding, self.candidate_embedding, self.item_bias):
             table.build(tf.TensorShape([None]))
@@ -198,7 +204,8 @@ class FISM(ItemSimilarityModel):
 
     def __init__(self, vocab_size: int, embedding_dim: int = 64, alpha: float = 0.5, max_length: int = 200,
                  num_negatives: int = 4, l2_weight: float = 0.0, **kwargs: Any) -> None:
-        super().__init__(vocab_size, embedding_dim, max_length, None, 1, alpha, num_negatives, l2_weight, **kwargs)
+        super().__init__(vocab_size, embedding_dim, max_length, None, 1, alpha, num_negatives, l2_weight, 0.0,
+                         **kwargs)
         self.alpha = float(alpha)
 
     def get_config(self) -> dict[str, Any]:
@@ -218,6 +225,7 @@ class NAIS(ItemSimilarityModel):
         max_length: Most recent history items read.
         num_negatives: Negatives per positive in training.
         l2_weight: L2 weight on the step's embeddings.
+        attention_l2: L2 weight on the attention network's `W` and `h` (the paper's lambda).
         **kwargs: `tf.keras.Model` arguments.
 
     Example:
@@ -234,11 +242,11 @@ class NAIS(ItemSimilarityModel):
 
     def __init__(self, vocab_size: int, embedding_dim: int = 64, attention: str = "prod", attention_dim: int = 16,
                  beta: float = 0.5, max_length: int = 200, num_negatives: int = 4, l2_weight: float = 0.0,
-                 **kwargs: Any) -> None:
+                 attention_l2: float = 0.0, **kwargs: Any) -> None:
         if attention not in ("prod", "concat"):
             raise ValueError(f"NAIS: `attention` must be 'prod' or 'concat' (use fism for none); got {attention!r}.")
         super().__init__(vocab_size, embedding_dim, max_length, attention, attention_dim, beta, num_negatives,
-                         l2_weight, **kwargs)
+                         l2_weight, attention_l2, **kwargs)
 
     def attention_weights(self, history: Any, candidates: Any = None, per_head: bool = False) -> tf.Tensor:
         """The weight `a_ij` of each history item for one candidate per row.
@@ -267,7 +275,8 @@ class NAIS(ItemSimilarityModel):
 
     def get_config(self) -> dict[str, Any]:
         return {**self._base_config(), "attention": self.similarity.attention,
-                "attention_dim": self.similarity.attention_dim, "beta": self.similarity.beta}
+                "attention_dim": self.similarity.attention_dim, "beta": self.similarity.beta,
+                "attention_l2": self.attention_l2}
 
 
 _TINY = {"embedding_dim": 8, "max_length": 8}
