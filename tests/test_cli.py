@@ -195,6 +195,18 @@ def test_set_reaches_training_keys_that_are_not_model_keys():
     assert config["model_config"]["max_length"] == 9 and "max_length" not in config["training"]
 
 
+def test_exponent_floats_are_floats_in_set_and_in_config_files(tmp_path):
+    """PyYAML alone reads `1e-3` as a string (YAML 1.1 wants `1.0e-3`)."""
+    parser = cli.build_parser()
+    config = cli.resolve_train_config(parser.parse_args(
+        ["train", "--model", "nais", "--dataset", "ml-1m", "--set", "attention_l2=1e-2", "--set", "name=1e3x"]))
+    assert config["model_config"]["attention_l2"] == 0.01 and config["model_config"]["name"] == "1e3x"
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("model: sasrec\ntraining:\n  learning_rate: 5E-4\n  epochs: 3\n")
+    config = cli.resolve_train_config(parser.parse_args(["train", "--dataset", "ml-1m", "--config", str(config_file)]))
+    assert config["training"]["learning_rate"] == 0.0005 and config["training"]["epochs"] == 3
+
+
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "{tmp}/missing"], "not found"),
     (["recommend", "{tmp}/missing", "--history", "1"], "not found"),

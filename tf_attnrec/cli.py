@@ -38,6 +38,7 @@ import yaml
 from tf_attnrec.distribute import STRATEGIES
 from tf_attnrec.training import PRECISIONS
 from tf_attnrec.version import __version__
+from tf_attnrec.yaml_loader import load_yaml
 
 PROG = "tf-attnrec"
 DEFAULT_MODEL = "sasrec"
@@ -78,7 +79,7 @@ def _parse_assignments(assignments: Sequence[str]) -> dict:
         if not sep or not key.strip():
             raise ValueError(f"--set expects KEY=VALUE (e.g. --set hidden_dim=32); got {assignment!r}.")
         try:
-            result[key.strip()] = yaml.safe_load(value)
+            result[key.strip()] = load_yaml(value)
         except yaml.YAMLError:
             raise ValueError(f"--set {assignment!r}: {value!r} is not a valid value.") from None
     return result
@@ -192,7 +193,7 @@ def _check_resumable(run_dir: pathlib.Path, config: dict, args: argparse.Namespa
     recorded = runs.read_config(run_dir / runs.RUN_CONFIG_FILE) if (run_dir / runs.RUN_CONFIG_FILE).is_file() else {}
     recorded = {key: value for key, value in recorded.items() if key not in runs.PROVENANCE_KEYS or key == "init_from"}
     wanted = {**config, **({"init_from": str(args.init_from)} if args.init_from else {})}
-    wanted = yaml.safe_load(yaml.safe_dump(wanted))  # as config.yaml would record it (tuples as lists, ...)
+    wanted = load_yaml(yaml.safe_dump(wanted))  # as config.yaml would record it (tuples as lists, ...)
     differing = sorted(key for key in {*recorded, *wanted} if recorded.get(key) != wanted.get(key))
     if differing:
         raise ValueError(

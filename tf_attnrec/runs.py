@@ -36,6 +36,7 @@ import tensorflow as tf
 import yaml
 
 from tf_attnrec.data.features import FeatureVocabularies
+from tf_attnrec.yaml_loader import load_yaml
 from tf_attnrec.data.vocabulary import FIRST_ID, Vocabulary
 
 PathLike = Union[str, os.PathLike]
@@ -108,7 +109,7 @@ def read_config(path: PathLike) -> dict:
             "or a run's config.yaml."
         )
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        config = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML ({error}).".replace("\n", " ")) from None
     if not isinstance(config, dict):

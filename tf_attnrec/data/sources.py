@@ -41,6 +41,7 @@ from tf_attnrec.data.datasets import get_dataset_spec, load_dataset, locate_data
 from tf_attnrec.data.errors import DataFormatError
 from tf_attnrec.data.readers import read_interactions, read_parquet_table, read_sasrec_txt
 from tf_attnrec.data.splits import k_core_filter
+from tf_attnrec.yaml_loader import load_yaml
 
 PathLike = Union[str, os.PathLike]
 Kind = Literal["named", "file"]
@@ -248,7 +249,7 @@ class DataSource:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file; expected a dataset YAML.")
         try:
-            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+            config = load_yaml(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as error:
             raise ValueError(f"{path}: not valid YAML ({error}).") from None
         if not isinstance(config, Mapping):
