@@ -66,6 +66,30 @@ def test_split_long_sequences_makes_every_item_a_target_once():
     np.testing.assert_array_equal(targets[:3][real[:3]], history[:3][real[:3]] + 1)
 
 
+def test_length_buckets_batch_similar_lengths_and_keep_every_example_once():
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(2, 500, size=n) for n in rng.integers(2, 42, size=300)]
+    plain = next_item_dataset(sequences, max_length=40, batch_size=16, seed=3)
+    bucketed = next_item_dataset(sequences, max_length=40, batch_size=16, seed=3, length_buckets=4)
+    batches = _numpy_batches(bucketed)
+    assert bucketed.cardinality().numpy() == len(batches)
+    rows = lambda batches: sorted(map(tuple, np.concatenate([b["history"] for b in batches])))  # noqa: E731
+    assert rows(batches) == rows(_numpy_batches(plain))
+    for batch in batches:
+        np.testing.assert_array_equal(batch["history"] > 0, batch["targets"] > 0)
+    # A batch's longest history sets its cost; buckets cut the padding every row of a batch shares.
+    cost = lambda batches: sum(len(b["history"]) * (b["history"] > 0).sum(1).max() for b in batches)  # noqa: E731
+    assert cost(batches) < 0.8 * cost(_numpy_batches(plain))
+    spreads = [np.ptp((b["history"] > 0).sum(1)) for b in batches if len(b["history"]) == 16]
+    assert max(spreads) < 20, spreads  # the plain batches span nearly the whole range, 1 to 40
+    dropped = next_item_dataset(sequences, max_length=40, batch_size=16, seed=3, length_buckets=4,
+                                drop_remainder=True)
+    assert all(len(b["history"]) == 16 for b in _numpy_batches(dropped))
+    assert dropped.cardinality().numpy() == len(_numpy_batches(dropped))
+    with pytest.raises(ValueError, match="length_buckets"):
+        next_item_dataset(sequences, max_length=40, batch_size=16, length_buckets=0)
+
+
 def test_ml1m_training_pipeline_covers_train_only(ml1m):
     # No wall-clock bar here: timings belong in benchmarks (train_throughput.py), not in tests.
     split = leave_one_out_split(ml1m.interactions)

@@ -108,6 +108,23 @@ def test_without_leading_padding_keeps_every_item_and_one_column_at_least():
     np.testing.assert_array_equal(without_leading_padding(tf.zeros([2, 4], tf.int32)).numpy(), [[0], [0]])
 
 
+@pytest.mark.parametrize("name", sorted(PER_POSITION))
+def test_training_loss_skips_the_padding_a_batch_shares_without_changing_it(name, monkeypatch):
+    model = _create(name, **PER_POSITION[name])
+    history = np.array([[0, 0, 0, 0, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 3, 4]], np.int32)
+    targets = np.where(history > 0, np.roll(history, -1, axis=1), 0)
+    targets[:, -1] = [9, 5]
+    features = {"history": tf.constant(history), "targets": tf.constant(targets)}
+    seen = []
+    encode = model.encoder.encode_sequence
+    monkeypatch.setattr(model.encoder, "encode_sequence", lambda h, **kw: seen.append(h.shape[1]) or encode(h, **kw))
+    trimmed = float(model.compute_loss(features, training=False))
+    model._jit_compile = True  # XLA needs static shapes: the whole [B, L] is encoded
+    whole = float(model.compute_loss(features, training=False))
+    assert seen == [4, MAX_LENGTH]
+    np.testing.assert_allclose(trimmed, whole, rtol=1e-5)
+
+
 def test_end_aligned_positions_make_the_state_depend_on_the_window():
     model = _create("sasrec", **PER_POSITION["sasrec"], position_alignment="end")
     history = np.array([[0, 0, 5, 6, 7, 8, 9, 10]], np.int32)

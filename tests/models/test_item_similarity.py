@@ -61,6 +61,10 @@ def test_history_includes_target_is_refused_for_sequence_models():
     model = create_model("sasrec", vocab_size=split.vocabulary.size, max_length=4, hidden_dim=4, num_blocks=1)
     with pytest.raises(ValueError, match="item sets"):
         train_sequential(model, split, history_includes_target=True, epochs=1)
+    nais = create_model("nais", vocab_size=split.vocabulary.size, max_length=4, embedding_dim=4, attention_dim=2)
+    with pytest.raises(ValueError, match="length_buckets is for models that train on sequences"):
+        train_sequential(nais, split, length_buckets=4, epochs=1)
+
 
 def test_item_set_dataset_refuses_data_without_a_history():
     with pytest.raises(ValueError, match="2 or more items"):

@@ -82,6 +82,7 @@ def next_item_dataset(
     seed: int = 0,
     split_long_sequences: bool = False,
     drop_remainder: bool = False,
+    length_buckets: int = 1,
 ) -> tf.data.Dataset:
     """Next-item training batches in which every non-padded position is a target.
 
@@ -99,6 +100,11 @@ def next_item_dataset(
             sequence; True cuts it into consecutive windows so every item after the first is
             a target exactly once per epoch.
         drop_remainder: drop the last partial batch (for fixed shapes, e.g. XLA).
+        length_buckets: n > 1 batches together histories of similar length: the examples are
+            shuffled, then dealt into n buckets split at the histories' length quantiles, and
+            a bucket gives a batch whenever it holds `batch_size` examples
+            (`tf.data.Dataset.bucket_by_sequence_length`). A model then skips the columns that
+            are padding in every row of a batch. 1: batches of any lengths (SASRec).
 
     Returns:
         `tf.data.Dataset` of dicts {"history": int32 [B, L], "targets": int32 [B, L]}
@@ -126,7 +132,19 @@ def next_item_dataset(
     dataset = tf.data.Dataset.from_tensor_slices({"history": history, "targets": targets})
     if shuffle:
         dataset = dataset.shuffle(len(history), seed=seed, reshuffle_each_iteration=True)
-    return _finish(dataset, batch_size, drop_remainder)
+    _check_positive(length_buckets=length_buckets)
+    if length_buckets == 1:
+        return _finish(dataset, batch_size, drop_remainder)
+    lengths = np.count_nonzero(history, axis=1)
+    boundaries = np.unique(np.quantile(lengths, np.arange(1, length_buckets) / length_buckets).astype(np.int64) + 1)
+    boundaries = [int(b) for b in boundaries if 1 < b <= max_length]  # bucket i: lengths < boundaries[i]
+    dataset = dataset.bucket_by_sequence_length(
+        lambda example: tf.math.count_nonzero(example["history"], dtype=tf.int32),
+        boundaries, [batch_size] * (len(boundaries) + 1), drop_remainder=drop_remainder)
+    # Each bucket's size is known, so the pass's batch count is too (Keras needs it).
+    sizes = np.bincount(np.searchsorted(boundaries, lengths, side="right"), minlength=len(boundaries) + 1)
+    batches = sizes // batch_size if drop_remainder else -(-sizes // batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(int(batches.sum()))).prefetch(tf.data.AUTOTUNE)
 
 
 def item_set_dataset(

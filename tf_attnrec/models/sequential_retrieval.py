@@ -12,7 +12,7 @@ import tensorflow_recommenders as tfrs
 from tf_attnrec.layers.checks import check_positive_int
 from tf_attnrec.layers.random_draws import RandomDraws
 from tf_attnrec.models.base import RecommenderModel, as_float32, count_items
-from tf_attnrec.models.sequence_encoder import SequenceEncoder
+from tf_attnrec.models.sequence_encoder import SequenceEncoder, without_leading_padding
 
 LOSSES = ("softmax", "sampled_softmax", "in_batch", "bce")
 LOSS_ITEMS = ("all", "trained")
@@ -306,6 +306,14 @@ class SequentialRetrievalModel(RecommenderModel):
                 "(see tf_attnrec.data.pipelines.next_item_dataset); got "
                 f"{type(features).__name__}."
             )
+        if self.encoder.supports_all_positions and not getattr(self, "_jit_compile", False):
+            # Columns that are padding in every row change no state and hold no target: a batch
+            # of short histories (`length_buckets`) then costs what its longest history needs.
+            # Not under XLA, which compiles static shapes only.
+            history = self._history(features)
+            trimmed = without_leading_padding(history)
+            first = tf.shape(history)[1] - tf.shape(trimmed)[1]
+            features = {**features, "history": trimmed, "targets": features["targets"][:, first:]}
         queries, target_ids, positions, table = self._gather_targets(features, training)
         if self.loss_name == "softmax":
             # Rows 0 and 1 are never targets: score only real items (ids shift by 2), which

@@ -314,6 +314,7 @@ def train_sequential(
     max_length: Optional[int] = None,
     ks: Sequence[int] = (10, 20),
     split_long_sequences: bool = False,
+    length_buckets: int = 1,
     history_includes_target: bool = False,
     validation_users: Optional[int] = None,
     evaluate_test: bool = True,
@@ -335,6 +336,9 @@ def train_sequential(
         ks: Cut-offs of the reported metrics.
         split_long_sequences: Cut sequences longer than `max_length` into windows (all
             items become targets) instead of keeping only the most recent ones (SASRec).
+        length_buckets: n > 1 batches histories of similar length together (n buckets at the
+            length quantiles), so a step skips the padding its batch shares
+            (`next_item_dataset`). 1: batches of any lengths.
         history_includes_target: For models that train on item sets (fism, nais): each training
             item stays in its own history, as RecBole's FISM and NAIS train, instead of being
             left out, as the papers do (`item_set_dataset`'s `include_target`).
@@ -367,6 +371,8 @@ def train_sequential(
     if history_includes_target and getattr(model, "trains_on", None) != "item_set":
         raise ValueError(f"history_includes_target is for models that train on item sets (fism, nais); "
                          f"{model.name} trains on sequences, whose histories never hold their targets.")
+    if length_buckets != 1 and getattr(model, "trains_on", None) == "item_set":
+        raise ValueError(f"length_buckets is for models that train on sequences; {model.name} trains on item sets.")
     tf.keras.utils.set_random_seed(seed)
     max_length = max_length or model.max_length
     if init_from is not None:
@@ -381,6 +387,7 @@ def train_sequential(
             dataset = next_item_dataset(
                 split.train, max_length=max_length, batch_size=batch_size, shuffle=True, seed=seed,
                 split_long_sequences=split_long_sequences, drop_remainder=bool(loop.get("jit_compile")),
+                length_buckets=length_buckets,
             )
         validation = FullCatalogueValidation(
             split, max_length, ks=ks, max_users=validation_users, verbose=verbose,
