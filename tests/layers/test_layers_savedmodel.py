@@ -25,6 +25,7 @@ from tf_attnrec.layers.attention import ScaledDotProductAttention
 from tf_attnrec.data import schema
 from tf_attnrec.data.item_content import ItemContent
 from tf_attnrec.layers.cross_modal_attention import CrossModalAttention
+from tf_attnrec.layers.dropout import ByteDropout
 from tf_attnrec.layers.embeddings import ItemSequenceEmbedding, PositionEmbedding
 from tf_attnrec.layers.experts import ExtractionLevel, MultiGateExperts
 from tf_attnrec.layers.feature_embedding import FeatureEmbedding
@@ -149,6 +150,7 @@ def _build_model() -> tf.keras.Model:
         tf.keras.layers.Flatten(name="level_tasks")(level["task_outputs"]),
         tf.keras.layers.Flatten(name="ple_tasks")(experts["task_outputs"]),
     ])
+    heads = ByteDropout(0.1, name="heads_dropout")(heads)  # training only: an identity when served
     scores = tf.keras.layers.Dense(NUM_OUTPUTS, name="scores")(heads)
     scores = RandomDraws(name="draws")(scores)  # draws for training only: an identity when called
     model = tf.keras.Model(item_ids, scores, name="all_layers")

@@ -2,6 +2,7 @@
 
 from tf_attnrec.layers.attention import ScaledDotProductAttention
 from tf_attnrec.layers.cross_modal_attention import CrossModalAttention
+from tf_attnrec.layers.dropout import ByteDropout
 from tf_attnrec.layers.embeddings import ItemSequenceEmbedding, PositionEmbedding
 from tf_attnrec.layers.experts import ExtractionLevel, MultiGateExperts
 from tf_attnrec.layers.fused_item_embedding import FusedItemEmbedding, content_vocabularies
@@ -19,6 +20,7 @@ from tf_attnrec.layers.transformer import TransformerBlock
 
 __all__ = [
     "AttentionPooling",
+    "ByteDropout",
     "CrossModalAttention",
     "ExtractionLevel",
     "FusedItemEmbedding",

@@ -8,6 +8,7 @@ from typing import Any, Optional, Tuple, Union
 import tensorflow as tf
 
 from tf_attnrec.layers.config import ConfigFromAttributes
+from tf_attnrec.layers.dropout import ByteDropout
 
 
 def _large_negative(dtype: tf.DType) -> float:
@@ -100,7 +101,7 @@ class ScaledDotProductAttention(ConfigFromAttributes, tf.keras.layers.Layer):
         self.dropout = float(dropout)
         self.causal = bool(causal)
         self.supports_masking = True
-        self._dropout_layer = tf.keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self._dropout_layer = ByteDropout(self.dropout, dtype=self.dtype_policy)
 
     @staticmethod
     def merge_masks(

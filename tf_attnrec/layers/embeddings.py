@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tf_attnrec.layers.checks import is_positive_int
 from tf_attnrec.layers.config import ConfigFromAttributes
+from tf_attnrec.layers.dropout import ByteDropout
 from tf_attnrec.layers.multi_head_attention import clone_initializer
 
 _POSITION_KINDS = ("learned", "sinusoidal")
@@ -279,7 +280,7 @@ class ItemSequenceEmbedding(ConfigFromAttributes, tf.keras.layers.Layer):
                 dtype=self.dtype_policy,
                 name="position_embeddings",
             )
-        self.dropout_layer = tf.keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.dropout_layer = ByteDropout(self.dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape: tf.TensorShape) -> None:
         input_shape = tf.TensorShape(input_shape)

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tf_attnrec.layers.checks import is_positive_int
 from tf_attnrec.layers.config import ConfigFromAttributes
+from tf_attnrec.layers.dropout import ByteDropout
 from tf_attnrec.layers.multi_head_attention import MultiHeadAttention, clone_initializer
 
 
@@ -137,9 +138,9 @@ class TransformerBlock(ConfigFromAttributes, tf.keras.layers.Layer):
             hidden_dim,
             kernel_initializer=clone_initializer(self.kernel_initializer, 5),
             dtype=policy, name="feed_forward_outer")
-        self.attention_dropout_layer = tf.keras.layers.Dropout(self.dropout, dtype=policy)
-        self.feed_forward_dropout = tf.keras.layers.Dropout(self.dropout, dtype=policy)
-        self.output_dropout = tf.keras.layers.Dropout(self.dropout, dtype=policy)
+        self.attention_dropout_layer = ByteDropout(self.dropout, dtype=policy)
+        self.feed_forward_dropout = ByteDropout(self.dropout, dtype=policy)
+        self.output_dropout = ByteDropout(self.dropout, dtype=policy)
 
     def build(self, input_shape: tf.TensorShape) -> None:
         input_shape = tf.TensorShape(input_shape)
