@@ -67,7 +67,7 @@ def test_both_peers_timed_and_compared(tmp_path, tiny_data, peer_src, capsys):
     result = peer_benchmark.main([
         "--peer-src", str(peer_src), "--peer-python", str(fake_peer_python(tmp_path)), "--data", str(tiny_data),
         "--epochs", "2", "--threads", "1", "--max-length", "8", "--hidden-dim", "8", "--num-blocks", "1",
-        "--batch-size", "8", "--output-json", str(output),
+        "--batch-size", "8", "--length-buckets", "1", "2", "--output-json", str(output),
     ])
     printed = capsys.readouterr().out
 
@@ -80,21 +80,28 @@ def test_both_peers_timed_and_compared(tmp_path, tiny_data, peer_src, capsys):
         "--dropout-rate": "0.2", "--batch-size": "8", "--lr": "0.001", "--l2-emb": "0.0", "--seed": "0",
     }
 
-    ours = result["ours"]
-    assert len(ours["seconds_per_epoch"]) == 2 and len(ours["warmup_seconds_per_epoch"]) == 1
-    assert all(s > 0 for s in ours["seconds_per_epoch"])
-    assert ours["sequences_per_epoch"] == 30 and ours["steps_per_epoch"] == 4  # ceil(30 / 8)
-    assert ours["config"]["hidden_dim"] == ours["config"]["ff_dim"] == 8 and ours["config"]["loss"] == "bce"
-    expected_ratio = np.mean(FAKE_SECONDS) / np.mean(ours["seconds_per_epoch"])
-    assert result["ratio_pytorch_over_ours"] == pytest.approx(expected_ratio)
-    assert result["bar_met"] == (result["ratio_pytorch_over_ours"] >= 3.0)
-    assert json.loads(output.read_text())["ratio_pytorch_over_ours"] == pytest.approx(result["ratio_pytorch_over_ours"])
+    plain, bucketed = result["ours"]
+    assert (plain["length_buckets"], bucketed["length_buckets"]) == (1, 2)
+    assert plain["peer"] == "tf-attnrec sasrec" and bucketed["peer"] == "tf-attnrec sasrec (length_buckets 2)"
+    for ours in (plain, bucketed):
+        assert len(ours["seconds_per_epoch"]) == 2 and len(ours["warmup_seconds_per_epoch"]) == 1
+        assert all(s > 0 for s in ours["seconds_per_epoch"])
+        assert ours["config"]["hidden_dim"] == ours["config"]["ff_dim"] == 8 and ours["config"]["loss"] == "bce"
+        expected_ratio = np.mean(FAKE_SECONDS) / np.mean(ours["seconds_per_epoch"])
+        assert ours["ratio_pytorch_over_ours"] == pytest.approx(expected_ratio)
+        assert ours["bar_met"] == (ours["ratio_pytorch_over_ours"] >= 3.0)
+        verdict = "met" if ours["bar_met"] else "not met"
+        assert (f"ratio (pytorch / {ours['peer']}): {ours['ratio_pytorch_over_ours']:.2f}x; bar >= 3x: {verdict}"
+                in printed)
+    assert plain["sequences_per_epoch"] == 30 and plain["steps_per_epoch"] == 4  # ceil(30 / 8)
+    assert bucketed["steps_per_epoch"] >= 4  # a partial batch per bucket at most
+    written = json.loads(output.read_text())["ours"]
+    assert [r["ratio_pytorch_over_ours"] for r in written] == pytest.approx(
+        [plain["ratio_pytorch_over_ours"], bucketed["ratio_pytorch_over_ours"]])
 
     row = next(line for line in printed.splitlines() if line.startswith("pmixer/SASRec.pytorch"))
     assert row.split()[1:4] == ["3.00", "2", "1"]  # mean of the timed passes, passes, threads
-    assert any(line.startswith("tf-attnrec sasrec") for line in printed.splitlines())
-    verdict = "met" if result["bar_met"] else "not met"
-    assert f"ratio (pytorch / ours): {result['ratio_pytorch_over_ours']:.2f}x; bar >= 3x: {verdict}" in printed
+    assert sum(line.startswith("tf-attnrec sasrec") for line in printed.splitlines()) == 2
 
 
 def test_a_failing_peer_reports_its_error(tmp_path, tiny_data, peer_src):
