@@ -142,6 +142,7 @@ def build_training_step(train_argv: Sequence[str]):
     train_batches = next_item_dataset(
         split.train, max_length=model.max_length, batch_size=batch_size, shuffle=True, seed=seed,
         split_long_sequences=bool(training.get("split_long_sequences", False)), drop_remainder=jit_compile,
+        length_buckets=int(training.get("length_buckets", 1)),
     )
     compile_for_training(model, float(training.get("learning_rate", 1e-3)), jit_compile,
                          training.get("optimizer", "adam"))
@@ -151,7 +152,8 @@ def build_training_step(train_argv: Sequence[str]):
         "form": dataset.form,
         "model_config": {**spec.default_config(), **config["model_config"]},
         "training": {"batch_size": batch_size, "learning_rate": float(training.get("learning_rate", 1e-3)),
-                     "optimizer": training.get("optimizer", "adam"), "jit_compile": jit_compile, "seed": seed},
+                     "optimizer": training.get("optimizer", "adam"), "jit_compile": jit_compile, "seed": seed,
+                     "length_buckets": int(training.get("length_buckets", 1))},
     }
     return model.make_train_function(), iter(train_batches.repeat()), step_config, split, steps_per_epoch
 

@@ -75,3 +75,30 @@ def test_config_round_trip_and_works_in_a_graph():
     step = tf.function(lambda x: layer(x, training=True))
     assert step(tf.ones([3, 8])).shape == (3, 8)
     assert step(tf.ones([5, 3])).shape == (5, 3)  # a size that is not a multiple of 4
+
+
+def test_drop_without_scale_leaves_the_scale_to_the_caller():
+    inputs = tf.random.normal([30, 40])
+    tf.keras.utils.set_random_seed(3)
+    expected = ByteDropout(0.2)(inputs, training=True).numpy()
+    tf.keras.utils.set_random_seed(3)
+    dropped, scale = ByteDropout(0.2).drop_without_scale(inputs, training=True)
+    assert float(scale) == pytest.approx(256 / (256 - 51))
+    np.testing.assert_allclose(dropped.numpy()[expected != 0], inputs.numpy()[expected != 0])
+    np.testing.assert_allclose((dropped * scale).numpy(), expected, rtol=1e-6)
+    kept, none = ByteDropout(0.2).drop_without_scale(inputs, training=False)
+    assert none is None and kept is inputs
+
+
+def test_attention_output_is_the_dropped_weights_times_the_values_times_the_scale():
+    from tf_attnrec.layers.attention import ScaledDotProductAttention
+
+    query, value = tf.random.normal([2, 5, 4]), tf.random.normal([2, 5, 4])
+    layer = ScaledDotProductAttention(dropout=0.3, causal=True)
+    _, weights = layer(query, value, return_attention_scores=True, training=False)
+    tf.keras.utils.set_random_seed(5)
+    output = layer(query, value, training=True).numpy()
+    tf.keras.utils.set_random_seed(5)
+    expected = ByteDropout(0.3)(weights, training=True) @ value
+    np.testing.assert_allclose(output, expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(output, (weights @ value).numpy())  # dropout did drop

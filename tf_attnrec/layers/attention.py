@@ -231,10 +231,14 @@ class ScaledDotProductAttention(ConfigFromAttributes, tf.keras.layers.Layer):
             # output is zeroed (a [.., Tq, d] product, not one over the [.., Tq, Tv] weights).
             row_has_key = tf.cast(tf.reduce_any(attention_mask, axis=-1, keepdims=True), weights.dtype)
 
-        dropped = self._dropout_layer(weights, training=training)
+        # The dropout's 1 / (1 - rate) is applied to the [.., Tq, d] output, not the [.., Tq, Tv] weights.
+        dropped, scale = self._dropout_layer.drop_without_scale(weights, training=training)
         output = tf.matmul(dropped, value)
-        if row_has_key is not None:
-            output = output * row_has_key
+        output_scale = row_has_key
+        if scale is not None:
+            output_scale = scale if row_has_key is None else row_has_key * scale
+        if output_scale is not None:
+            output = output * output_scale
         if return_attention_scores:
             return output, weights if row_has_key is None else weights * row_has_key
         return output

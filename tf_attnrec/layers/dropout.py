@@ -25,8 +25,8 @@ class ByteDropout(tf.keras.layers.Dropout):
 
     The draws come from the layer's Keras random generator, as Keras' dropout does, so they
     are seeded by `tf.keras.utils.set_random_seed` and saved by run backups. With a
-    `noise_shape`, a rate that is not a number, or a rate below 1/512, it falls back to
-    Keras' own dropout.
+    `noise_shape`, a rate that is not a number, a rate below 1/512, or Keras' generator mode
+    off (`tf_attnrec` turns it on), it falls back to Keras' own dropout.
 
     Args:
         rate: Fraction of the inputs to drop, in [0, 1).
@@ -51,21 +51,37 @@ class ByteDropout(tf.keras.layers.Dropout):
     def call(self, inputs: tf.Tensor, training: Any = None) -> tf.Tensor:
         if not self._uses_bytes():
             return super().call(inputs, training=training)
+        dropped, scale = self.drop_without_scale(inputs, training)
+        return dropped if scale is None else dropped * scale
+
+    def drop_without_scale(self, inputs: tf.Tensor, training: Any = None) -> tuple[tf.Tensor, Any]:
+        """`(inputs with the dropped elements zeroed, the scale the kept ones are owed)`.
+
+        For a caller that can apply the scale to a smaller tensor downstream, e.g. attention,
+        whose `[.., Tq, Tv]` weights are dropped but whose `[.., Tq, d]` output can be scaled.
+        The scale is None when `training` is False (a Python bool), else a scalar tensor (1 in
+        inference when `training` is a tensor). Keras' fallbacks return their scaled result
+        and a scale of None.
+        """
         if training is None:
             training = tf.keras.backend.learning_phase()
-        return tf.__internal__.smart_cond.smart_cond(training, lambda: self._drop(inputs), lambda: tf.identity(inputs))
+        if isinstance(training, bool) and not training:
+            return inputs, None
+        if not self._uses_bytes() or not tf.keras.backend.experimental.is_tf_random_generator_enabled():
+            # Keras' own masks; without its generator mode (legacy op seeds) there is no seed to draw words from.
+            return super().call(inputs, training=training), None
+        threshold = round(float(self.rate) * _LEVELS)
+        scale = tf.constant(_LEVELS / (_LEVELS - threshold), inputs.dtype)
+        return tf.__internal__.smart_cond.smart_cond(
+            training, lambda: (self._zero_dropped(inputs, threshold), scale),
+            lambda: (tf.identity(inputs), tf.ones_like(scale)))
 
-    def _drop(self, inputs: tf.Tensor) -> tf.Tensor:
-        seed = self._random_generator.make_seed_for_stateless_op()
-        if seed is None:  # Keras' legacy (op-seeded) random mode: no seed to draw words from
-            return self._random_generator.dropout(inputs, self.rate)
+    def _zero_dropped(self, inputs: tf.Tensor, threshold: int) -> tf.Tensor:
         size = tf.size(inputs)
+        seed = self._random_generator.make_seed_for_stateless_op()
         words = tf.random.stateless_uniform([(size + 3) // 4], seed=seed, minval=None, maxval=None, dtype=tf.uint32)
         draws = tf.reshape(tf.reshape(tf.bitcast(words, tf.uint8), [-1])[:size], tf.shape(inputs))
-        threshold = round(float(self.rate) * _LEVELS)
-        keep = draws >= tf.constant(threshold, tf.uint8)
-        scale = tf.cast(_LEVELS / (_LEVELS - threshold), inputs.dtype)
-        return tf.where(keep, inputs * scale, tf.zeros_like(inputs))
+        return tf.where(draws >= tf.constant(threshold, tf.uint8), inputs, tf.zeros_like(inputs))
 
 
 __all__ = ["ByteDropout"]
