@@ -86,10 +86,11 @@ def sasrec_file(tmp_path) -> pathlib.Path:
 
 
 def sasrec_argv(path: pathlib.Path) -> list:
-    # 8 steps per pass, 2 passes per epoch (the zoo's eval_every), a step backup every 3 steps.
+    # 8 steps per pass, 2 passes per epoch (the zoo's eval_every), a step backup every 3 steps. Seed 0's
+    # validation stalls once, so the plateau cuts the rate (asserted below: the resume must restore it).
     return ["train", "--model", "sasrec", "--data", str(path), "--max-length", "20", "--set", "hidden_dim=8",
             "--set", "num_blocks=1", "--batch-size", "16", "--epochs", "6", "--patience", "3",
-            "--set", "reduce_lr_patience=1", "--seed", "3", "--set", "backup_steps=3", "--deterministic", "--quiet"]
+            "--set", "reduce_lr_patience=1", "--seed", "0", "--set", "backup_steps=3", "--deterministic", "--quiet"]
 
 
 def test_a_killed_sequential_run_resumes_to_the_metrics_of_an_uninterrupted_one(sasrec_file, tmp_path):
