@@ -115,7 +115,7 @@ def next_item_dataset(
         train = next_item_dataset(split.train, max_length=200, batch_size=128, seed=42)
         ```
     """
-    _check_positive(max_length=max_length, batch_size=batch_size)
+    _check_positive(max_length=max_length, batch_size=batch_size, length_buckets=length_buckets)
     flat, starts, ends = _flatten(sequences, "sequences")
     has_target = ends - starts >= 2
     starts, ends = starts[has_target], ends[has_target]
@@ -132,7 +132,6 @@ def next_item_dataset(
     dataset = tf.data.Dataset.from_tensor_slices({"history": history, "targets": targets})
     if shuffle:
         dataset = dataset.shuffle(len(history), seed=seed, reshuffle_each_iteration=True)
-    _check_positive(length_buckets=length_buckets)
     if length_buckets == 1:
         return _finish(dataset, batch_size, drop_remainder)
     lengths = np.count_nonzero(history, axis=1)
