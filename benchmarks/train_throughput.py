@@ -47,7 +47,6 @@ from typing import Optional, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
 import tf_attnrec  # noqa: E402,F401  (Keras 2 before TensorFlow)
 import tensorflow as tf  # noqa: E402
@@ -56,6 +55,7 @@ from tf_attnrec.data import leave_one_out_split, load_dataset, next_item_dataset
 from tf_attnrec.models.registry import create_model, get_model_spec  # noqa: E402
 from tf_attnrec.tasks import get_task  # noqa: E402
 from tf_attnrec.training import PRECISIONS, compile_for_training  # noqa: E402
+from tf_attnrec.yaml_loader import load_yaml  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
@@ -89,7 +89,7 @@ def zoo_config() -> dict:
     """`models/sasrec/config.yaml`, or the registry defaults when the repository is absent."""
     path = REPO / "models" / "sasrec" / "config.yaml"
     if path.is_file():
-        config = yaml.safe_load(path.read_text())
+        config = load_yaml(path.read_text())
         return {"model_config": config.get("model_config") or {}, "training": config.get("training") or {}}
     spec = get_model_spec("sasrec")
     return {"model_config": {}, "training": {**get_task(spec.task).training_defaults, **spec.training}}
