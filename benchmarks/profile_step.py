@@ -137,12 +137,13 @@ def build_training_step(train_argv: Sequence[str]):
     seed = int(training.get("seed", 0))
     batch_size = int(training.get("batch_size", 128))
     jit_compile = bool(training.get("jit_compile", False))
+    length_buckets = int(training.get("length_buckets", 1))
     tf.keras.utils.set_random_seed(seed)
     model.adapt(split.train)
     train_batches = next_item_dataset(
         split.train, max_length=model.max_length, batch_size=batch_size, shuffle=True, seed=seed,
         split_long_sequences=bool(training.get("split_long_sequences", False)), drop_remainder=jit_compile,
-        length_buckets=int(training.get("length_buckets", 1)),
+        length_buckets=length_buckets,
     )
     compile_for_training(model, float(training.get("learning_rate", 1e-3)), jit_compile,
                          training.get("optimizer", "adam"))
@@ -153,7 +154,7 @@ def build_training_step(train_argv: Sequence[str]):
         "model_config": {**spec.default_config(), **config["model_config"]},
         "training": {"batch_size": batch_size, "learning_rate": float(training.get("learning_rate", 1e-3)),
                      "optimizer": training.get("optimizer", "adam"), "jit_compile": jit_compile, "seed": seed,
-                     "length_buckets": int(training.get("length_buckets", 1))},
+                     "length_buckets": length_buckets},
     }
     return model.make_train_function(), iter(train_batches.repeat()), step_config, split, steps_per_epoch
 

@@ -194,7 +194,8 @@ def time_ours(data: pathlib.Path, config: dict, epochs: int, warmup: int, thread
     seconds = [float(s) for s in result.history["train_seconds"]]
     name = OURS_NAME if length_buckets == 1 else f"{OURS_NAME} (length_buckets {length_buckets})"
     return {
-        "peer": name, "length_buckets": length_buckets, "seconds_per_epoch": seconds[warmup:], "warmup_seconds_per_epoch": seconds[:warmup],
+        "peer": name, "length_buckets": length_buckets, "seconds_per_epoch": seconds[warmup:],
+        "warmup_seconds_per_epoch": seconds[:warmup],
         "steps_per_epoch": int(dataset.cardinality().numpy()), "sequences_per_epoch": sequences,
         "threads": actual_threads, "tensorflow_version": tf.__version__,
         "config": {**model_config, **training}, "last_loss": float(result.history["loss"][-1]),

@@ -40,13 +40,17 @@ class ByteDropout(tf.keras.layers.Dropout):
     """
 
     @property
+    def _threshold(self) -> int:
+        """Bytes below this are dropped: `rate` in 256ths."""
+        return round(float(self.rate) * _LEVELS)
+
+    @property
     def applied_rate(self) -> float:
         """The rate the byte masks apply: `rate` rounded to a multiple of 1/256."""
-        return round(float(self.rate) * _LEVELS) / _LEVELS
+        return self._threshold / _LEVELS
 
     def _uses_bytes(self) -> bool:
-        return (self.noise_shape is None and isinstance(self.rate, numbers.Real)
-                and 1 <= round(float(self.rate) * _LEVELS) < _LEVELS)
+        return self.noise_shape is None and isinstance(self.rate, numbers.Real) and 1 <= self._threshold < _LEVELS
 
     def call(self, inputs: tf.Tensor, training: Any = None) -> tf.Tensor:
         if not self._uses_bytes():
@@ -70,18 +74,17 @@ class ByteDropout(tf.keras.layers.Dropout):
         if not self._uses_bytes() or not tf.keras.backend.experimental.is_tf_random_generator_enabled():
             # Keras' own masks; without its generator mode (legacy op seeds) there is no seed to draw words from.
             return super().call(inputs, training=training), None
-        threshold = round(float(self.rate) * _LEVELS)
-        scale = tf.constant(_LEVELS / (_LEVELS - threshold), inputs.dtype)
+        scale = tf.constant(1.0 / (1.0 - self.applied_rate), inputs.dtype)
         return tf.__internal__.smart_cond.smart_cond(
-            training, lambda: (self._zero_dropped(inputs, threshold), scale),
+            training, lambda: (self._zero_dropped(inputs), scale),
             lambda: (tf.identity(inputs), tf.ones_like(scale)))
 
-    def _zero_dropped(self, inputs: tf.Tensor, threshold: int) -> tf.Tensor:
+    def _zero_dropped(self, inputs: tf.Tensor) -> tf.Tensor:
         size = tf.size(inputs)
         seed = self._random_generator.make_seed_for_stateless_op()
         words = tf.random.stateless_uniform([(size + 3) // 4], seed=seed, minval=None, maxval=None, dtype=tf.uint32)
         draws = tf.reshape(tf.reshape(tf.bitcast(words, tf.uint8), [-1])[:size], tf.shape(inputs))
-        return tf.where(draws >= tf.constant(threshold, tf.uint8), inputs, tf.zeros_like(inputs))
+        return tf.where(draws >= tf.constant(self._threshold, tf.uint8), inputs, tf.zeros_like(inputs))
 
 
 __all__ = ["ByteDropout"]
