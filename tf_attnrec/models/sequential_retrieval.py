@@ -16,10 +16,11 @@ from tf_attnrec.models.sequence_encoder import SequenceEncoder, without_leading_
 
 LOSSES = ("softmax", "sampled_softmax", "in_batch", "bce")
 LOSS_ITEMS = ("all", "trained")
+TARGET_WEIGHTINGS = ("per_batch", "per_target")
 
 # Added to the logits of rows 0 (padding) and 1 (out-of-vocabulary): never a candidate.
 _EXCLUDED_LOGIT = -1e9
-# Share of the items the content loss scores by their content alone in a step (`_content_loss`).
+# Share of the items the content loss scores by their content alone in a step (`_content_losses`).
 _CONTENT_SHARE = 0.5
 
 
@@ -68,6 +69,13 @@ class SequentialRetrievalModel(RecommenderModel):
             gradient that reaches the content path only. It teaches content to score as an item
             with interactions would, so a cold item competes with warm ones, without moving the
             id model: DropoutNet's id dropout (Volkovs et al. 2017) without its cost to warm items.
+        target_weighting: How the "softmax" and "bce" losses weigh a step's targets. "per_batch":
+            the mean over the batch's targets, so a target in a batch of short histories weighs
+            more. "per_target": their sum over the batch's target slots (B x L, or B x
+            `prefixes_per_sequence`), so every target weighs the same whatever batch it falls in
+            and the pass's gradient is the mean over all its targets. Batches of similar lengths
+            (`length_buckets`) need it: with "per_batch" a short history's positions weigh up to
+            L / length times as much as a long one's.
         **kwargs: Standard `tf.keras.Model` arguments.
 
     Call arguments:
@@ -93,6 +101,7 @@ class SequentialRetrievalModel(RecommenderModel):
         temperature: Optional[float] = None,
         loss_items: str = "all",
         content_loss_weight: float = 0.0,
+        target_weighting: str = "per_batch",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -122,6 +131,14 @@ class SequentialRetrievalModel(RecommenderModel):
                              f"\"softmax\"; got loss={loss!r}, item_features="
                              f"{getattr(encoder, 'item_features', None)!r}.")
         self.content_loss_weight = float(content_loss_weight)
+        if target_weighting not in TARGET_WEIGHTINGS or (target_weighting != "per_batch"
+                                                          and loss not in ("softmax", "bce")):
+            # The retrieval losses score a capped random subset of the positions in-batch, so
+            # their targets' weight is set by `max_retrieval_queries`, not by the batch.
+            raise ValueError(
+                f"{owner}: `target_weighting` must be one of {TARGET_WEIGHTINGS} (\"per_target\" with loss "
+                f"\"softmax\" or \"bce\" only); got target_weighting={target_weighting!r} with loss={loss!r}.")
+        self.target_weighting = target_weighting
         self.encoder = encoder
         self.loss_name = loss
         self.num_negatives = check_positive_int(owner, "`num_negatives`", num_negatives, minimum=0)
@@ -306,6 +323,9 @@ class SequentialRetrievalModel(RecommenderModel):
                 "(see tf_attnrec.data.pipelines.next_item_dataset); got "
                 f"{type(features).__name__}."
             )
+        # The batch's target slots, before any trimming: the divisor of "per_target".
+        slots = (tf.size(features["targets"]) if self.encoder.supports_all_positions
+                 else tf.shape(features["targets"])[0] * self.prefixes_per_sequence)
         if self.encoder.supports_all_positions and not getattr(self, "_jit_compile", False):
             # Columns that are padding in every row change no state and hold no target: a batch
             # of short histories (`length_buckets`) then costs what its longest history needs.
@@ -319,9 +339,10 @@ class SequentialRetrievalModel(RecommenderModel):
             # Rows 0 and 1 are never targets: score only real items (ids shift by 2), which
             # also saves a pass over the [N, vocab_size] logits for masking.
             logits = tf.matmul(queries, table[2:], transpose_b=True) + self._loss_items_bias()
-            loss = tf.reduce_mean(self.task(target_ids - 2, logits))
+            loss = self._reduce(self.task(target_ids - 2, logits), slots)
             if self.content_loss_weight:
-                loss += self.content_loss_weight * self._content_loss(queries, target_ids, logits, training)
+                loss += self.content_loss_weight * self._reduce(
+                    self._content_losses(queries, target_ids, logits, training), slots)
             return loss
         # Rows of the table by `tf.nn.embedding_lookup`, not `tf.gather`: on a table sharded over
         # parameter servers (`examples/parameter_server.py`), TF 2.20's `tf.gather` returns the
@@ -340,8 +361,16 @@ class SequentialRetrievalModel(RecommenderModel):
             labels = tf.concat(
                 [tf.ones_like(positive_logits), tf.zeros_like(negative_logits)], axis=0
             )
-            return tf.reduce_mean(self.task(labels, logits))
+            # One logit a row: Keras' cross-entropy averages over the last axis.
+            losses = self.task(labels[:, tf.newaxis], logits[:, tf.newaxis])
+            return self._reduce(losses, 2 * slots)  # a positive and a negative a slot
         return self._retrieval_loss(queries, target_ids, table)
+
+    def _reduce(self, losses: tf.Tensor, slots: tf.Tensor) -> tf.Tensor:
+        """The step's loss from its per-target `losses`, by `target_weighting`."""
+        if self.target_weighting == "per_target":
+            return tf.reduce_sum(losses) / tf.cast(slots, losses.dtype)
+        return tf.reduce_mean(losses)
 
     def _loss_items_bias(self) -> Union[tf.Tensor, float]:
         """Added to the softmax's `[N, vocab_size - 2]` logits: the items it must not rank the target against."""
@@ -349,9 +378,9 @@ class SequentialRetrievalModel(RecommenderModel):
             return tf.where(self.item_counts[2:] > 0, 0.0, _EXCLUDED_LOGIT)
         return 0.0
 
-    def _content_loss(self, queries: tf.Tensor, target_ids: tf.Tensor, logits: tf.Tensor,
-                      training: bool) -> tf.Tensor:
-        """The softmax cross-entropy again, with a random half of the items scored by their content alone.
+    def _content_losses(self, queries: tf.Tensor, target_ids: tf.Tensor, logits: tf.Tensor,
+                        training: bool) -> tf.Tensor:
+        """Per target, the softmax cross-entropy again, with a random half of the items scored by their content alone.
 
         Each step draws which items stand in by their content vector (`content_table`, what they
         would be as cold items), the targets included, so a content vector is a positive as often
@@ -364,7 +393,7 @@ class SequentialRetrievalModel(RecommenderModel):
                                    transpose_b=True)
         content_logits += self._loss_items_bias()
         by_content = self.draws.uniform([tf.shape(logits)[1]]) < _CONTENT_SHARE
-        return tf.reduce_mean(self.task(target_ids - 2, tf.where(by_content, content_logits, tf.stop_gradient(logits))))
+        return self.task(target_ids - 2, tf.where(by_content, content_logits, tf.stop_gradient(logits)))
 
     def _retrieval_loss(
         self, queries: tf.Tensor, target_ids: tf.Tensor, table: tf.Variable
@@ -403,6 +432,7 @@ class SequentialRetrievalModel(RecommenderModel):
             "temperature": self.temperature,
             "loss_items": self.loss_items,
             "content_loss_weight": self.content_loss_weight,
+            "target_weighting": self.target_weighting,
             "name": self.name,
         }
 
