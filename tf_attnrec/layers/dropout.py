@@ -84,7 +84,9 @@ class ByteDropout(tf.keras.layers.Dropout):
         seed = self._random_generator.make_seed_for_stateless_op()
         words = tf.random.stateless_uniform([(size + 3) // 4], seed=seed, minval=None, maxval=None, dtype=tf.uint32)
         draws = tf.reshape(tf.reshape(tf.bitcast(words, tf.uint8), [-1])[:size], tf.shape(inputs))
-        return tf.where(draws >= tf.constant(self._threshold, tf.uint8), inputs, tf.zeros_like(inputs))
+        # A product with the 0/1 mask, not `where`: on CPU, TF's select costs more than a cast and a
+        # multiply, forward and backward.
+        return inputs * tf.cast(draws >= tf.constant(self._threshold, tf.uint8), inputs.dtype)
 
 
 __all__ = ["ByteDropout"]
